@@ -1,0 +1,52 @@
+// The contract between the long-poll bus and where events live. The in-memory engine implements it
+// today; an engine on Redis (or anything with ordered history and notifications) implements the
+// same few methods, and the routes and the bus do not change. test/engine-contract.ts holds the
+// tests every engine must pass.
+
+/** One published event as an engine keeps it. */
+export interface StoredEvent {
+  /** The event's cursor: an opaque string of at most 64 URL-safe characters. */
+  readonly id: string
+  /** The event's data, already serialized as JSON, so that a fan-out to many polls serializes once. */
+  readonly json: string
+}
+
+/** Where a read starts: just after a cursor the engine returned earlier, or one of these two places. */
+export const fromNow: unique symbol = Symbol('fastify-comet.fromNow')
+export const fromOldest: unique symbol = Symbol('fastify-comet.fromOldest')
+export type ReadPosition = typeof fromNow | typeof fromOldest | string
+
+/** What a read finds on one channel. */
+export interface ChannelBacklog {
+  /** Events after the position, oldest first, at most the read's limit. */
+  readonly events: readonly StoredEvent[]
+  /**
+   * The cursor to read from next time: the id of the last event in `events`, or, when there is
+   * none, a cursor that every later event of the channel comes after.
+   */
+  readonly next: string
+  /** True when events after the position are no longer held (evicted, expired, or the cursor is from another engine instance). */
+  readonly gap: boolean
+}
+
+/** Told when an event is published on a channel it watches. */
+export interface ChannelWatcher {
+  notify (channel: string): void
+}
+
+export interface CometEngine {
+  /** Stores an event and notifies the channel's watchers; resolves to the event's id. */
+  publish (channel: string, json: string): Promise<string>
+  /**
+   * Reads a channel's held events after a position. Throws an error with statusCode 400 for a
+   * cursor that this kind of engine could never have returned. May answer synchronously.
+   */
+  read (channel: string, position: ReadPosition, limit: number): ChannelBacklog | Promise<ChannelBacklog>
+  /** Starts notifying a watcher of publishes on a channel. Watch before reading, so no publish falls in between. */
+  watch (channel: string, watcher: ChannelWatcher): void
+  unwatch (channel: string, watcher: ChannelWatcher): void
+  /** How many channels the engine holds state for right now. */
+  channelCount (): number
+  /** Releases timers and connections. The plugin calls it only on an engine it created. */
+  close (): Promise<void>
+}

@@ -1,0 +1,63 @@
+import createError from '@fastify/error'
+
+// Every error the plugin raises, in one place. Each message starts with the package name and says
+// how to fix the problem; the status code is what a client gets when the error reaches a reply.
+export const errors = {
+  /** A registration option has a wrong type or value. */
+  FST_COMET_INVALID_OPTION: createError<[string, string, string]>(
+    'FST_COMET_INVALID_OPTION',
+    'fastify-comet: option "%s" must be %s (got %s)',
+    500
+  ),
+  /** A registration option that the plugin does not know, usually a typo. */
+  FST_COMET_UNKNOWN_OPTION: createError<[string, string]>(
+    'FST_COMET_UNKNOWN_OPTION',
+    'fastify-comet: unknown option "%s"; the options are %s',
+    500
+  ),
+  FST_COMET_INVALID_CHANNEL: createError<[string]>(
+    'FST_COMET_INVALID_CHANNEL',
+    'fastify-comet: invalid channel name %s; a channel name has 1 to 128 characters from A-Z a-z 0-9 _ - . : @',
+    400
+  ),
+  FST_COMET_INVALID_CURSOR: createError<[string]>(
+    'FST_COMET_INVALID_CURSOR',
+    'fastify-comet: invalid cursor for channel %s; send "0" (or nothing) to start from now, "all" for everything held, or a cursor this server returned in "p"',
+    400
+  ),
+  FST_COMET_NO_CHANNEL: createError(
+    'FST_COMET_NO_CHANNEL',
+    'fastify-comet: a subscribe names no channel; add at least one subscribed[<channel>]=<cursor> to the query string',
+    400
+  ),
+  FST_COMET_TOO_MANY_CHANNELS: createError<[number, number]>(
+    'FST_COMET_TOO_MANY_CHANNELS',
+    'fastify-comet: a subscribe names %d channels, more than maxChannels (%d); split it into several polls or raise maxChannels',
+    400
+  ),
+  FST_COMET_INVALID_DATA: createError<[string]>(
+    'FST_COMET_INVALID_DATA',
+    'fastify-comet: event data cannot be sent as JSON (%s); publish plain JSON values',
+    400
+  ),
+  FST_COMET_PAYLOAD_TOO_LARGE: createError<[number, number]>(
+    'FST_COMET_PAYLOAD_TOO_LARGE',
+    'fastify-comet: event data is %d bytes as JSON, more than maxPayload (%d); send less or raise maxPayload',
+    413
+  ),
+  FST_COMET_FORBIDDEN: createError<[string, string]>(
+    'FST_COMET_FORBIDDEN',
+    'fastify-comet: not allowed to %s channel "%s"',
+    403
+  ),
+  FST_COMET_TOO_MANY_PENDING: createError<[number]>(
+    'FST_COMET_TOO_MANY_PENDING',
+    'fastify-comet: the server holds its most long-polls already (maxPending %d); retry after the Retry-After delay',
+    503
+  ),
+  FST_COMET_CLOSED: createError(
+    'FST_COMET_CLOSED',
+    'fastify-comet: the server is closing; publish before fastify.close() or on a running instance',
+    503
+  )
+}

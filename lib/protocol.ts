@@ -1,0 +1,80 @@
+// The wire protocol, apart from HTTP plumbing: what a channel name and a cursor may be, how a
+// subscribe names its channels, and the JSON a poll is answered with. README.md documents it.
+import type { ChannelBacklog, ReadPosition } from './engine.js'
+import { fromNow, fromOldest } from './engine.js'
+
+/** 1 to 128 characters that need no escaping in a query string or JSON. */
+export const channelNameChars = '[A-Za-z0-9_.:@-]{1,128}'
+export const channelNamePattern = `^${channelNameChars}$`
+const channelNameRegExp = new RegExp(channelNamePattern)
+
+/** Cursors are opaque to clients but always URL-safe, so they go into a query string as they are. */
+export const cursorPattern = '^[A-Za-z0-9_.~-]{0,64}$'
+
+/** A subscribe key in the PHP original's form: subscribed[<channel>]. */
+export const subscribedKeyPattern = '^subscribed\\[(.*)\\]$'
+const subscribedKeyRegExp = new RegExp(subscribedKeyPattern)
+
+/** The cursor values a client sends instead of a cursor the server returned. */
+export const cursorFromNow = ['', '0']
+export const cursorAllHeld = 'all'
+
+export function isChannelName (value: unknown): value is string {
+  return typeof value === 'string' && channelNameRegExp.test(value)
+}
+
+/**
+ * The channels a subscribe names, with where to read each from. Accepts the flat keys of Fastify's
+ * default query-string parser (`subscribed[room]`) and the nested object of parsers like `qs`.
+ * The route's schema has already checked names and cursors.
+ */
+export function parseSubscription (query: Readonly<Record<string, unknown>>): Map<string, ReadPosition> {
+  const channels = new Map<string, ReadPosition>()
+  for (const key in query) {
+    const match = subscribedKeyRegExp.exec(key)
+    if (match !== null) channels.set(match[1] as string, readPosition(query[key] as string))
+  }
+  const nested = query.subscribed as Readonly<Record<string, string>> | undefined
+  for (const channel in nested) channels.set(channel, readPosition(nested[channel] as string))
+  return channels
+}
+
+function readPosition (cursor: string): ReadPosition {
+  if (cursorFromNow.includes(cursor)) return fromNow
+  if (cursor === cursorAllHeld) return fromOldest
+  return cursor
+}
+
+/**
+ * A poll's answer, built as a string: event data is JSON already, and every name and cursor is
+ * from a character set that JSON needs no escaping for.
+ *
+ * `{"s":0,"p":{…}}` when nothing is new; otherwise `{"s":1,"k":{…},"m":{…},"p":{…}}` plus
+ * `"gap":[…]` when some channel lost events.
+ */
+export function formatPollReply (channels: readonly string[], backlogs: readonly ChannelBacklog[]): string {
+  let latest = ''
+  let events = ''
+  let next = ''
+  let gaps = ''
+  for (let i = 0; i < channels.length; i++) {
+    const channel = channels[i] as string
+    const backlog = backlogs[i] as ChannelBacklog
+    const separator = next === '' ? '' : ','
+    next += `${separator}"${channel}":"${backlog.next}"`
+    if (backlog.gap) gaps += `${gaps === '' ? '' : ','}"${channel}"`
+    if (backlog.events.length === 0) continue
+    const comma = latest === '' ? '' : ','
+    latest += `${comma}"${channel}":"${backlog.next}"`
+    events += `${comma}"${channel}":[${backlog.events.map(e => `{"id":"${e.id}","data":${e.json}}`).join(',')}]`
+  }
+  if (latest === '' && gaps === '') return `{"s":0,"p":{${next}}}`
+  return `{"s":1,"k":{${latest}},"m":{${events}},"p":{${next}}${gaps === '' ? '' : `,"gap":[${gaps}]`}}`
+}
+
+/** The number of events a reply carries, for the `delivered` statistic. */
+export function countEvents (backlogs: readonly ChannelBacklog[]): number {
+  let count = 0
+  for (const backlog of backlogs) count += backlog.events.length
+  return count
+}

@@ -1,0 +1,83 @@
+// Where a request enters: the subscribe and publish routes. They check what HTTP brings (schemas,
+// limits, authorization) and hand over to the bus.
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
+import type { CometBus } from './bus.js'
+import { errors } from './errors.js'
+import type { CometAuthorizer, ResolvedCometOptions } from './options.js'
+import { parseSubscription } from './protocol.js'
+import { publishSchema, subscribeSchema } from './schemas.js'
+
+export interface CometRoutesOptions {
+  bus: CometBus
+  options: ResolvedCometOptions
+}
+
+interface PublishRoute {
+  Params: { channel: string }
+  Body: unknown
+}
+
+export async function cometRoutes (fastify: FastifyInstance, { bus, options }: CometRoutesOptions): Promise<void> {
+  const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds } = options
+
+  // Polls must never be answered from a cache, and neither must their errors.
+  fastify.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+  })
+  fastify.addHook('onError', async (_request, reply, error) => {
+    if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
+  })
+
+  fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError }, async (request: FastifyRequest, reply: FastifyReply) => {
+    const subscription = parseSubscription(request.query as Record<string, unknown>)
+    if (subscription.size === 0) throw new errors.FST_COMET_NO_CHANNEL()
+    if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
+    if (authorizeSubscribe !== undefined) await authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to')
+
+    const poll = bus.poll(subscription)
+    // 'close' also comes after a normal answer, when cancelling is a no-op.
+    reply.raw.once('close', () => poll.cancel())
+    reply.type('application/json; charset=utf-8')
+    return poll.reply
+  })
+
+  fastify.post<PublishRoute>('/publish/:channel', { schema: publishSchema, schemaErrorFormatter: publishValidationError, bodyLimit: maxPayload }, async (request) => {
+    const { channel } = request.params
+    if (authorizePublish !== undefined) await authorizeEach(request, [channel], authorizePublish, 'publish to')
+    // No body is a plain "something changed" notification, as in the PHP original.
+    return bus.publish(channel, request.body ?? null)
+  })
+}
+
+async function authorizeEach (request: FastifyRequest, channels: Iterable<string>, authorize: CometAuthorizer, action: string): Promise<void> {
+  const names = [...channels]
+  const verdicts = await Promise.all(names.map(channel => authorize(request, channel)))
+  const denied = verdicts.findIndex(allowed => allowed !== true)
+  if (denied !== -1) throw new errors.FST_COMET_FORBIDDEN(action, names[denied] as string)
+}
+
+// Schema errors turned into the plugin's coded errors, which say what a name or cursor may be.
+function subscribeValidationError (validationErrors: FastifySchemaValidationError[], dataVar: string): Error {
+  for (const error of validationErrors) {
+    const badName = (error.params as { propertyName?: unknown }).propertyName
+    if (error.keyword === 'propertyNames' && typeof badName === 'string') {
+      return new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(badName.replace(/^subscribed\[(.*)\]$/, '$1')))
+    }
+  }
+  const [first] = validationErrors
+  const channel = /^\/subscribed(?:\[(.*)\]|\/(.*))$/.exec(first?.instancePath ?? '')
+  if (first?.keyword === 'pattern' && channel !== null) {
+    return new errors.FST_COMET_INVALID_CURSOR(JSON.stringify(channel[1] ?? channel[2]))
+  }
+  return fastifyValidationError(validationErrors, dataVar)
+}
+
+function publishValidationError (validationErrors: FastifySchemaValidationError[], dataVar: string): Error {
+  if (validationErrors[0]?.instancePath === '/channel') return new errors.FST_COMET_INVALID_CHANNEL('in the publish URL')
+  return fastifyValidationError(validationErrors, dataVar)
+}
+
+// What Fastify answers when a route has no formatter of its own.
+function fastifyValidationError (validationErrors: FastifySchemaValidationError[], dataVar: string): Error {
+  return new Error(validationErrors.map(e => `${dataVar}${e.instancePath} ${e.message ?? ''}`).join(', '))
+}

@@ -1,0 +1,59 @@
+// The plugin entry: reads the options, creates the bus on an engine, mounts the routes, ties the
+// bus to the server's lifecycle and decorates the instance with `fastify.comet`.
+import type { FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import { CometBus, type CometStats } from './lib/bus.js'
+import { MemoryEngine } from './lib/memory-engine.js'
+import { resolveOptions, type CometOptions } from './lib/options.js'
+import { cometRoutes } from './lib/routes.js'
+
+export interface Comet {
+  /** Publishes `data` (any JSON value) on a channel and wakes its waiting polls. */
+  publish (channel: string, data?: unknown): Promise<{ id: string }>
+  stats (): CometStats
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    comet: Comet
+  }
+}
+
+const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions) => {
+  const options = resolveOptions(rawOptions)
+  const ownsEngine = options.engine === undefined
+  const engine = options.engine ?? new MemoryEngine({ historySize: options.historySize, historyTtl: options.historyTtl })
+  const bus = new CometBus(engine, options)
+
+  // Registered as a child so that its hooks stay on the plugin's own routes.
+  await fastify.register(cometRoutes, { prefix: options.prefix, bus, options })
+
+  fastify.decorate('comet', {
+    publish: (channel: string, data?: unknown) => bus.publish(channel, data),
+    stats: () => bus.stats()
+  } satisfies Comet)
+
+  // Waiting polls are answered before the server stops taking connections, so close() is prompt.
+  fastify.addHook('preClose', async () => bus.close())
+  if (ownsEngine) fastify.addHook('onClose', async () => engine.close())
+}
+
+type FastifyComet = FastifyPluginAsync<CometOptions> & {
+  default: FastifyComet
+  fastifyComet: FastifyComet
+}
+
+const fastifyComet = fp(cometPlugin, { fastify: '5.x', name: 'fastify-comet' }) as FastifyComet
+// require('fastify-comet') returns the plugin itself (through the 'module.exports' export below),
+// and require('fastify-comet').default and .fastifyComet work as in other Fastify plugins.
+fastifyComet.default = fastifyComet
+fastifyComet.fastifyComet = fastifyComet
+
+export default fastifyComet
+export { fastifyComet, fastifyComet as 'module.exports' }
+export type { CometOptions, CometAuthorizer } from './lib/options.js'
+export type { CometStats } from './lib/bus.js'
+export type { CometEngine, ChannelBacklog, ChannelWatcher, ReadPosition, StoredEvent } from './lib/engine.js'
+export { fromNow, fromOldest } from './lib/engine.js'
+export { MemoryEngine, type MemoryEngineOptions } from './lib/memory-engine.js'
+export { errors } from './lib/errors.js'
