@@ -15,7 +15,7 @@ export interface CometOptions {
    * plugin made with fastify-plugin, so the plugin reads its own.
    * @default '/comet'
    */
-  prefix?: string | undefined
+  prefix?: string
   /**
    * With `sleep`, how long a poll with nothing to deliver waits: `tries` × `sleep` seconds, as in
    * the PHP original. The wait is one timer, not a loop: a publish answers at once.

@@ -5,7 +5,7 @@ import type { CometBus } from './bus.js'
 import { errors } from './errors.js'
 import type { CometAuthorizer, ResolvedCometOptions } from './options.js'
 import { parseSubscription } from './protocol.js'
-import { publishSchema, subscribeSchema } from './schemas.js'
+import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
 export interface CometRoutesOptions {
   bus: CometBus
@@ -13,7 +13,8 @@ export interface CometRoutesOptions {
 }
 
 interface PublishRoute {
-  Params: { channel: string }
+  Params: { '*': string }
+  Querystring: { channel: string }
   Body: unknown
 }
 
@@ -41,12 +42,21 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     return poll.reply
   })
 
-  fastify.post<PublishRoute>('/publish/:channel', { schema: publishSchema, schemaErrorFormatter: publishValidationError, bodyLimit: maxPayload }, async (request) => {
-    const { channel } = request.params
+  // The channel goes in the path, or in the query string: WHATWG URL clients (browsers, fetch)
+  // resolve the names "." and "..", even percent-encoded, as dot segments before sending.
+  const publishOptions = { schemaErrorFormatter: publishValidationError, bodyLimit: maxPayload }
+  fastify.post<PublishRoute>('/publish/*', { ...publishOptions, schema: publishInPathSchema }, async request => {
+    return publish(request, request.params['*'])
+  })
+  fastify.post<PublishRoute>('/publish', { ...publishOptions, schema: publishInQuerySchema }, async request => {
+    return publish(request, request.query.channel)
+  })
+
+  async function publish (request: FastifyRequest, channel: string): Promise<{ id: string }> {
     if (authorizePublish !== undefined) await authorizeEach(request, [channel], authorizePublish, 'publish to')
     // No body is a plain "something changed" notification, as in the PHP original.
     return bus.publish(channel, request.body ?? null)
-  })
+  }
 }
 
 async function authorizeEach (request: FastifyRequest, channels: Iterable<string>, authorize: CometAuthorizer, action: string): Promise<void> {
@@ -73,7 +83,10 @@ function subscribeValidationError (validationErrors: FastifySchemaValidationErro
 }
 
 function publishValidationError (validationErrors: FastifySchemaValidationError[], dataVar: string): Error {
-  if (validationErrors[0]?.instancePath === '/channel') return new errors.FST_COMET_INVALID_CHANNEL('in the publish URL')
+  const [first] = validationErrors
+  if (first?.instancePath === '/*' || first?.instancePath === '/channel' || first?.params.missingProperty === 'channel') {
+    return new errors.FST_COMET_INVALID_CHANNEL('in the publish URL')
+  }
   return fastifyValidationError(validationErrors, dataVar)
 }
 

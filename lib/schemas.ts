@@ -62,19 +62,32 @@ export const subscribeSchema = {
   }
 } as const
 
-export const publishSchema = {
+const publishReply = {
+  200: {
+    type: 'object',
+    required: ['id'],
+    properties: { id: { type: 'string' } }
+  },
+  '4xx': errorReply,
+  '5xx': errorReply
+} as const
+
+/** POST {prefix}/publish/<channel> */
+export const publishInPathSchema = {
   params: {
+    type: 'object',
+    required: ['*'],
+    properties: { '*': { type: 'string', pattern: channelNamePattern } }
+  },
+  response: publishReply
+} as const
+
+/** POST {prefix}/publish?channel=<channel> */
+export const publishInQuerySchema = {
+  querystring: {
     type: 'object',
     required: ['channel'],
     properties: { channel: { type: 'string', pattern: channelNamePattern } }
   },
-  response: {
-    200: {
-      type: 'object',
-      required: ['id'],
-      properties: { id: { type: 'string' } }
-    },
-    '4xx': errorReply,
-    '5xx': errorReply
-  }
+  response: publishReply
 } as const

@@ -1,0 +1,65 @@
+// Shared test helpers: a server on a real socket, and a small HTTP client for polls and publishes.
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Test } from 'tap'
+import comet, { type CometOptions } from '../plugin.js'
+
+export interface PollReply {
+  s: 0 | 1
+  k?: Record<string, string>
+  m?: Record<string, Array<{ id: string, data: unknown }>>
+  p: Record<string, string>
+  gap?: string[]
+}
+
+export interface Served {
+  app: FastifyInstance
+  /** http://127.0.0.1:<port> */
+  origin: string
+}
+
+/** A Fastify server with the plugin, listening on a free port, closed when the test ends. */
+export async function serve (t: Test, options: CometOptions = {}): Promise<Served> {
+  const app = Fastify()
+  await app.register(comet, options)
+  t.teardown(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
+  return { app, origin: `http://127.0.0.1:${address.port}` }
+}
+
+/** The query string of a subscribe: subscribed[<channel>]=<cursor> for each entry. */
+export function subscribeQuery (cursors: Record<string, string>): string {
+  return Object.entries(cursors).map(([channel, cursor]) => `subscribed[${channel}]=${encodeURIComponent(cursor)}`).join('&')
+}
+
+/** GET {prefix}/subscribe over a real socket; resolves to status and parsed JSON body. */
+export async function poll (origin: string, cursors: Record<string, string>, init: { signal?: AbortSignal, prefix?: string } = {}): Promise<{ status: number, headers: Headers, body: PollReply }> {
+  const response = await fetch(`${origin}${init.prefix ?? '/comet'}/subscribe?${subscribeQuery(cursors)}`, init.signal === undefined ? {} : { signal: init.signal })
+  return { status: response.status, headers: response.headers, body: await response.json() as PollReply }
+}
+
+/** POST {prefix}/publish/<channel> with a JSON body (or none when data is undefined). */
+export async function publish (origin: string, channel: string, data?: unknown): Promise<{ status: number, body: any }> {
+  const init: RequestInit = { method: 'POST' }
+  if (data !== undefined) {
+    init.headers = { 'content-type': 'application/json' }
+    init.body = JSON.stringify(data)
+  }
+  const response = await fetch(`${origin}/comet/publish/${encodeURIComponent(channel)}`, init)
+  return { status: response.status, body: await response.json() }
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep (ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** Polls `condition` every few milliseconds until it holds, for at most `timeoutMs`. */
+export async function eventually (condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition did not hold in time')
+    await sleep(5)
+  }
+}
