@@ -3,6 +3,8 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { CometBus, type CometStats } from './lib/bus.js'
+import { fromNow, fromOldest } from './lib/engine.js'
+import { errors } from './lib/errors.js'
 import { MemoryEngine } from './lib/memory-engine.js'
 import { resolveOptions, type CometOptions } from './lib/options.js'
 import { cometRoutes } from './lib/routes.js'
@@ -41,11 +43,20 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
 type FastifyComet = FastifyPluginAsync<CometOptions> & {
   default: FastifyComet
   fastifyComet: FastifyComet
+  errors: typeof errors
+  MemoryEngine: typeof MemoryEngine
+  fromNow: typeof fromNow
+  fromOldest: typeof fromOldest
 }
 
-const fastifyComet = fp(cometPlugin, { fastify: '5.x', name: 'fastify-comet' }) as FastifyComet
 // require('fastify-comet') returns the plugin itself (through the 'module.exports' export below),
-// and require('fastify-comet').default and .fastifyComet work as in other Fastify plugins.
+// so the other exports ride on it too: require('fastify-comet').errors works as import { errors }.
+const fastifyComet = Object.assign(fp(cometPlugin, { fastify: '5.x', name: 'fastify-comet' }), {
+  errors,
+  MemoryEngine,
+  fromNow,
+  fromOldest
+}) as FastifyComet
 fastifyComet.default = fastifyComet
 fastifyComet.fastifyComet = fastifyComet
 
@@ -54,6 +65,5 @@ export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
 export type { CometStats } from './lib/bus.js'
 export type { CometEngine, ChannelBacklog, ChannelWatcher, ReadPosition, StoredEvent } from './lib/engine.js'
-export { fromNow, fromOldest } from './lib/engine.js'
-export { MemoryEngine, type MemoryEngineOptions } from './lib/memory-engine.js'
-export { errors } from './lib/errors.js'
+export { fromNow, fromOldest, MemoryEngine, errors }
+export type { MemoryEngineOptions } from './lib/memory-engine.js'

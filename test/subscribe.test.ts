@@ -1,4 +1,6 @@
+import Fastify from 'fastify'
 import t from 'tap'
+import comet from '../plugin.js'
 import { eventually, poll, publish, serve } from './helpers.js'
 
 t.test('a waiting poll is answered by a publish, not by its timeout', async t => {
@@ -197,4 +199,30 @@ t.test('"." and ".." also work in the publish path when the client sends the pat
   const { body } = await poll(origin, { '.': 'all', '..': 'all' })
   t.same(Object.keys(body.m ?? {}), ['.', '..'])
   t.equal(app.comet.stats().published, 2)
+})
+
+t.test('a server whose query-string parser nests subscribed[<channel>] (like qs) works the same', async t => {
+  // What qs makes of subscribed[a]=x&subscribed[b]=y: { subscribed: { a: 'x', b: 'y' } }.
+  function nestingParser (query: string): Record<string, unknown> {
+    const parsed: Record<string, unknown> = {}
+    const subscribed: Record<string, string> = {}
+    for (const [key, value] of new URLSearchParams(query)) {
+      const channel = /^subscribed\[(.*)\]$/.exec(key)?.[1]
+      if (channel === undefined) parsed[key] = value
+      else subscribed[channel] = value
+    }
+    if (Object.keys(subscribed).length > 0) parsed.subscribed = subscribed
+    return parsed
+  }
+  const app = Fastify({ routerOptions: { querystringParser: nestingParser } })
+  t.teardown(() => app.close())
+  await app.register(comet, { tries: 1, sleep: 0.01 })
+  const { id } = await app.comet.publish('room', 'nested')
+  const reply = await app.inject('/comet/subscribe?subscribed[room]=all&subscribed[lobby]=0')
+  t.same(reply.json().m, { room: [{ id, data: 'nested' }] })
+  t.same(Object.keys(reply.json().p), ['room', 'lobby'])
+  const bad = await app.inject('/comet/subscribe?subscribed[a%20b]=0')
+  t.match(bad.json(), { statusCode: 400, code: 'FST_COMET_INVALID_CHANNEL', message: /"a b"/ })
+  const badCursor = await app.inject('/comet/subscribe?subscribed[room]=%24')
+  t.match(badCursor.json(), { statusCode: 400, code: 'FST_COMET_INVALID_CURSOR', message: /channel "room"/ })
 })
