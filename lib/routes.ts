@@ -73,11 +73,11 @@ function subscribeValidationError (validationErrors: FastifySchemaValidationErro
     if (error.keyword === 'propertyNames' && typeof badName === 'string') {
       return new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(badName.replace(/^subscribed\[(.*)\]$/, '$1')))
     }
-  }
-  const [first] = validationErrors
-  const channel = /^\/subscribed(?:\[(.*)\]|\/(.*))$/.exec(first?.instancePath ?? '')
-  if (first?.keyword === 'pattern' && channel !== null) {
-    return new errors.FST_COMET_INVALID_CURSOR(JSON.stringify(channel[1] ?? channel[2]))
+    // The cursor of subscribed[<channel>] (flat) or subscribed.<channel> (nested).
+    const cursorOf = /^\/subscribed(?:\[(.*)\]|\/(.*))$/.exec(error.instancePath)
+    if (error.keyword === 'pattern' && cursorOf !== null) {
+      return new errors.FST_COMET_INVALID_CURSOR(JSON.stringify(cursorOf[1] ?? cursorOf[2]))
+    }
   }
   return fastifyValidationError(validationErrors, dataVar)
 }
@@ -89,5 +89,5 @@ function publishValidationError (): Error {
 
 // What Fastify answers when a route has no formatter of its own.
 function fastifyValidationError (validationErrors: FastifySchemaValidationError[], dataVar: string): Error {
-  return new Error(validationErrors.map(e => `${dataVar}${e.instancePath} ${e.message ?? ''}`).join(', '))
+  return new Error(validationErrors.map(e => `${dataVar}${e.instancePath} ${String(e.message)}`).join(', '))
 }

@@ -27,6 +27,7 @@ const badOptions: Array<[string, Record<string, unknown>, RegExp]> = [
   ['historyTtl as NaN', { historyTtl: NaN }, /option "historyTtl"/],
   ['maxChannels of zero', { maxChannels: 0 }, /option "maxChannels"/],
   ['maxPayload as an object', { maxPayload: {} }, /option "maxPayload".*got an object/],
+  ['maxPending as a function', { maxPending: () => 1 }, /option "maxPending".*got a function/],
   ['maxPending of zero', { maxPending: 0 }, /option "maxPending" must be a positive integer or Infinity/],
   ['batchSize as an array', { batchSize: [1] }, /option "batchSize".*got an array/],
   ['authorizePublish that is not a function', { authorizePublish: true }, /option "authorizePublish" must be a function/],

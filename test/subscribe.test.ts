@@ -122,9 +122,9 @@ t.test('a cursor from before a server restart gets a gap, never silence or an er
 
   const after = await serve(t, { tries: 1, sleep: 5 })
   await after.app.comet.publish('room', 'new')
-  const { status, body } = await poll(after.origin, { room: id })
+  const { status, body } = await poll(after.origin, { room: id, lobby: id })
   t.equal(status, 200)
-  t.same(body.gap, ['room'])
+  t.same(body.gap, ['room', 'lobby'])
   t.same(body.m?.room?.map(e => e.data), ['new'])
 })
 
