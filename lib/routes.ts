@@ -36,8 +36,13 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     if (authorizeSubscribe !== undefined) await authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to')
 
     const poll = bus.poll(subscription)
-    // 'close' also comes after a normal answer, when cancelling is a no-op.
-    reply.raw.once('close', () => poll.cancel())
+    if (request.raw.socket.destroyed) {
+      // The client hung up before this point (say, while an authorization hook ran): its 'close' is past.
+      poll.cancel()
+    } else {
+      // 'close' also comes after a normal answer, when cancelling is a no-op.
+      reply.raw.once('close', () => poll.cancel())
+    }
     reply.type('application/json; charset=utf-8')
     return poll.reply
   })

@@ -105,3 +105,17 @@ t.test('two servers on one engine share channels', async t => {
   await first.app.comet.publish('room', 'across')
   t.same((await reply).body.m?.room?.map(e => e.data), ['across'])
 })
+
+t.test('a client that hangs up while authorizeSubscribe still runs is forgotten too', async t => {
+  // Regression: the hang-up came before the poll listened for it, and the poll waited its full time.
+  const { app, origin } = await serve(t, {
+    authorizeSubscribe: async () => { await sleep(100); return true }
+  })
+  const hangUp = new AbortController()
+  const abandoned = poll(origin, { room: '0' }, { signal: hangUp.signal }).catch(() => 'aborted')
+  await sleep(20)
+  hangUp.abort()
+  t.equal(await abandoned, 'aborted')
+  await sleep(150)
+  t.same(app.comet.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
+})
