@@ -23,7 +23,7 @@ const MAX_ACTIONS = 30
 /** No reply of this test should take longer than a poll timeout; this bounds a hung one. */
 const HANG_MS = 5000
 const NUM_RUNS = Number(process.env.PROPERTY_RUNS ?? 80)
-const TIME_LIMIT_MS = 45_000
+const TIME_LIMIT_MS = Number(process.env.PROPERTY_SECONDS ?? 45) * 1000
 
 // --- Scenarios ----------------------------------------------------------------------------------
 
