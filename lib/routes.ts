@@ -22,8 +22,10 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
   const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds } = options
 
   // Polls must never be answered from a cache, and neither must their errors.
-  fastify.addHook('onRequest', async (_request, reply) => {
+  // A callback hook, not an async one: it runs on every poll, and needs no promise.
+  fastify.addHook('onRequest', (_request, reply, done) => {
     reply.header('cache-control', 'no-store')
+    done()
   })
   fastify.addHook('onError', async (_request, reply, error) => {
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
