@@ -3,14 +3,13 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { poll } from './helpers.js'
+import { outsideTap, poll } from './helpers.js'
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url))
 
 t.test('the example server publishes from server code, reports stats, and closes on SIGTERM', async t => {
-  // Through `env -u NODE_OPTIONS`, as `npm start` runs it: tap puts its coverage loaders in
-  // NODE_OPTIONS of child processes, and coverage of tsx-compiled code would blur the report.
-  const server = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, '--import=tsx', 'example/server.ts'], {
+  // As `npm start` runs it, outside tap's hooks.
+  const server = spawn(...outsideTap(process.execPath, ['--import=tsx', 'example/server.ts']), {
     cwd: repoRoot,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'inherit']

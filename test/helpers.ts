@@ -59,6 +59,16 @@ export async function publish (origin: string, channel: string, data?: unknown):
   return { status: response.status, body: await response.json() }
 }
 
+/**
+ * The program and arguments that run `command` as a user's shell would, outside tap's hooks: tap
+ * (@tapjs/processinfo) puts its coverage loaders in NODE_OPTIONS of every child process, even one
+ * given a clean env. They change how Node.js loads modules (each extensionless file is declared
+ * CommonJS), and coverage of code compiled by another loader (tsx) would blur the report.
+ */
+export function outsideTap (command: string, args: readonly string[]): [string, string[]] {
+  return ['env', ['-u', 'NODE_OPTIONS', command, ...args]]
+}
+
 /** Resolves after `ms` milliseconds. */
 export function sleep (ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms))

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
+import { outsideTap } from './helpers.js'
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url))
 const fixtures = fileURLToPath(new URL('fixtures/imports/', import.meta.url))
@@ -28,15 +29,12 @@ interface ConsumerReport {
 /**
  * Runs a command to completion and resolves to its stdout. A failure rejects with everything the
  * command printed (tsc reports on stdout, npm on stderr), since that is the diagnosis.
- *
- * The command runs through `env -u NODE_OPTIONS`, as it would for a user, outside tap's coverage
- * hooks: tap (@tapjs/processinfo) puts its loaders in NODE_OPTIONS of every child process, even
- * one given a clean env, and they change how Node.js loads modules (they declare each
- * extensionless file CommonJS, which breaks an extensionless ES module such as typescript 7's tsc).
+ * It runs outside tap's hooks, as it would for a user.
  */
 function run (command: string, args: string[], cwd: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('env', ['-u', 'NODE_OPTIONS', command, ...args], { cwd, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
+    const [program, programArgs] = outsideTap(command, args)
+    execFile(program, programArgs, { cwd, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' }, (error, stdout, stderr) => {
       if (error === null) {
         resolve(stdout)
         return
