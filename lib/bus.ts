@@ -52,10 +52,11 @@ export class CometBus {
   /**
    * Starts a poll. Its `reply` resolves to the JSON answer: at once when something is new, else
    * when something is published or the poll times out. It rejects with a coded error for a bad
-   * cursor or when `maxPending` polls wait already, and never settles once cancelled.
+   * cursor or when `maxPending` polls wait already, and never settles once cancelled. With
+   * `wait: false` it answers at once even with nothing new: a client learns its cursors at "now".
    */
-  poll (subscription: ReadonlyMap<string, ReadPosition>): PendingPoll {
-    const poll = new PendingPoll(this, [...subscription.keys()])
+  poll (subscription: ReadonlyMap<string, ReadPosition>, { wait = true }: { wait?: boolean } = {}): PendingPoll {
+    const poll = new PendingPoll(this, [...subscription.keys()], wait)
     this.#start(poll, [...subscription.values()]).catch(error => this.#fail(poll, error))
     return poll
   }
@@ -101,7 +102,7 @@ export class CometBus {
       backlogs = await this.#readAll(channels, backlogs.map(b => b.next))
     }
     if (poll.state === 'done') return
-    if (hasNews(backlogs) || this.#closing) return this.#answer(poll, backlogs)
+    if (hasNews(backlogs) || this.#closing || !poll.wait) return this.#answer(poll, backlogs)
     if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
     poll.nexts = backlogs.map(b => b.next)
     poll.state = 'waiting'
@@ -162,6 +163,8 @@ export class CometBus {
 export class PendingPoll implements ChannelWatcher {
   readonly reply: Promise<string>
   readonly channels: readonly string[]
+  /** False for a poll that answers at once, with or without news. */
+  readonly wait: boolean
   /** The cursor each channel is read from next; set when the poll starts to wait. */
   nexts: readonly string[] = []
   state: 'reading' | 'waiting' | 'answering' | 'done' = 'reading'
@@ -172,9 +175,10 @@ export class PendingPoll implements ChannelWatcher {
   reject!: (error: unknown) => void
   readonly #bus: CometBus
 
-  constructor (bus: CometBus, channels: readonly string[]) {
+  constructor (bus: CometBus, channels: readonly string[], wait: boolean) {
     this.#bus = bus
     this.channels = channels
+    this.wait = wait
     this.reply = new Promise((resolve, reject) => {
       this.resolve = resolve
       this.reject = reject

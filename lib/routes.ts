@@ -37,7 +37,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
     if (authorizeSubscribe !== undefined) await authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to')
 
-    const poll = bus.poll(subscription)
+    const poll = bus.poll(subscription, { wait: (request.query as { wait?: string }).wait !== '0' })
     if (request.raw.socket.destroyed) {
       // The client hung up before this point (say, while an authorization hook ran): its 'close' is past.
       poll.cancel()

@@ -25,7 +25,9 @@ export const subscribeSchema = {
     type: 'object',
     properties: {
       // The nested form, from query-string parsers such as qs.
-      subscribed: { ...channelCursors, additionalProperties: cursor }
+      subscribed: { ...channelCursors, additionalProperties: cursor },
+      /** 0 answers at once, with events or not: how a client learns where "now" is. */
+      wait: { type: 'string', enum: ['0', '1'] }
     },
     // The flat form, from Fastify's default parser: one key per channel, subscribed[<channel>].
     patternProperties: { '^subscribed\\[': cursor },

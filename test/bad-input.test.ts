@@ -31,7 +31,8 @@ const badSubscribes: Array<[string, string, number, string]> = [
   ['a cursor this kind of server never gives', 'subscribed[room]=not-a-cursor', 400, 'FST_COMET_INVALID_CURSOR'],
   ['the same channel twice', 'subscribed[room]=0&subscribed[room]=all', 400, 'FST_ERR_VALIDATION'],
   ['more channels than maxChannels', subscribeQuery({ a: '0', b: '0', c: '0', d: '0' }), 400, 'FST_COMET_TOO_MANY_CHANNELS'],
-  ['subscribed as a plain value', 'subscribed=room', 400, 'FST_ERR_VALIDATION']
+  ['subscribed as a plain value', 'subscribed=room', 400, 'FST_ERR_VALIDATION'],
+  ['wait other than 0 or 1', 'subscribed[room]=0&wait=no', 400, 'FST_ERR_VALIDATION']
 ]
 
 for (const [what, query, statusCode, code] of badSubscribes) {

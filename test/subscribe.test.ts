@@ -1,7 +1,7 @@
 import Fastify from 'fastify'
 import t from 'tap'
 import comet from '../plugin.js'
-import { eventually, poll, publish, serve } from './helpers.js'
+import { eventually, poll, publish, serve, type PollReply } from './helpers.js'
 
 t.test('a waiting poll is answered by a publish, not by its timeout', async t => {
   // A 40 s wait (the defaults): only the publish can answer within the test's time.
@@ -70,6 +70,24 @@ t.test('sending back p resumes with no event lost or repeated', async t => {
   await app.comet.publish('room', 4)
   ;({ body } = await poll(origin, body.p))
   t.same(body.m?.room?.map(e => e.data), [4], 'a cursor from a timed-out poll still resumes exactly')
+})
+
+t.test('wait=0 answers at once with the cursors at "now", and a later publish is delivered from them', async t => {
+  // A 40 s wait (the defaults): only wait=0 can answer within the test's time.
+  const { app, origin } = await serve(t)
+  const response = await fetch(`${origin}/comet/subscribe?subscribed[room]=0&wait=0`)
+  const { body } = { body: await response.json() as PollReply }
+  t.same(Object.keys(body), ['s', 'p'])
+  t.equal(body.s, 0)
+  t.equal(app.comet.stats().pending, 0, 'nothing is left waiting')
+
+  // Published before the next poll: the cursor from wait=0 still gets it.
+  const { id } = await app.comet.publish('room', 'after now')
+  const next = await poll(origin, body.p)
+  t.same(next.body.m, { room: [{ id, data: 'after now' }] })
+
+  const held = await (await fetch(`${origin}/comet/subscribe?subscribed[room]=all&wait=0`)).json() as PollReply
+  t.same(held.m?.room?.map(e => e.data), ['after now'], 'with news, wait=0 answers with them as any poll does')
 })
 
 t.test('"all" asks for every event the channel still holds', async t => {
