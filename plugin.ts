@@ -3,6 +3,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { CometBus, type CometStats } from './lib/bus.js'
+import { clientRoute } from './lib/client-route.js'
 import { fromNow, fromOldest } from './lib/engine.js'
 import { errors } from './lib/errors.js'
 import { MemoryEngine } from './lib/memory-engine.js'
@@ -29,6 +30,7 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
 
   // Registered as a child so that its hooks stay on the plugin's own routes.
   await fastify.register(cometRoutes, { prefix: options.prefix, bus, options })
+  if (options.serveClient) await fastify.register(clientRoute, { prefix: options.prefix })
 
   fastify.decorate('comet', {
     publish: (channel: string, data?: unknown) => bus.publish(channel, data),

@@ -15,6 +15,12 @@ export const errors = {
     'fastify-comet: unknown option "%s"; the options are %s',
     500
   ),
+  /** Neither the compiled client nor its source is where the package put it. */
+  FST_COMET_CLIENT_MISSING: createError<[string]>(
+    'FST_COMET_CLIENT_MISSING',
+    'fastify-comet: the browser client is not in %s; reinstall fastify-comet, or set serveClient: false',
+    500
+  ),
   FST_COMET_INVALID_CHANNEL: createError<[string]>(
     'FST_COMET_INVALID_CHANNEL',
     'fastify-comet: invalid channel name %s; a channel name has 1 to 128 characters from A-Z a-z 0-9 _ - . : @',

@@ -83,6 +83,13 @@ export interface CometOptions {
    * @default a new MemoryEngine
    */
   engine?: CometEngine | undefined
+  /**
+   * Serve the browser client as an ES module at `{prefix}/client.js`, so that a page can
+   * `import { CometClient } from '/comet/client.js'` without a build step. Turn it off when you
+   * bundle `fastify-comet/client` yourself.
+   * @default true
+   */
+  serveClient?: boolean | undefined
 }
 
 export interface ResolvedCometOptions {
@@ -99,6 +106,7 @@ export interface ResolvedCometOptions {
   authorizePublish: CometAuthorizer | undefined
   authorizeSubscribe: CometAuthorizer | undefined
   engine: CometEngine | undefined
+  serveClient: boolean
 }
 
 export const defaultPrefix = '/comet'
@@ -130,6 +138,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     authorizePublish,
     authorizeSubscribe,
     engine,
+    serveClient = true,
     ...unknown
   } = options
 
@@ -150,6 +159,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
   if (maxPending !== Infinity) positiveInteger('maxPending', maxPending, 'a positive integer or Infinity')
   optionalFunction('authorizePublish', authorizePublish)
   optionalFunction('authorizeSubscribe', authorizeSubscribe)
+  if (typeof serveClient !== 'boolean') invalid('serveClient', 'true or false', serveClient)
 
   if (engine !== undefined) {
     const engineLike = engine as unknown as Record<string, unknown> | null
@@ -180,13 +190,14 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     batchSize,
     authorizePublish,
     authorizeSubscribe,
-    engine
+    engine,
+    serveClient
   }
 }
 
 function knownOptionNames (): string {
   return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'maxChannels', 'maxPayload', 'maxPending',
-    'batchSize', 'authorizePublish', 'authorizeSubscribe', 'engine'].join(', ')
+    'batchSize', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient'].join(', ')
 }
 
 function invalid (name: string, expected: string, value: unknown): never {

@@ -92,6 +92,8 @@ function deliversThePublishedEvent (t: Test, report: ConsumerReport, forms: stri
 t.test('the tarball holds the built library and its declarations, and no sources or tests', async t => {
   t.ok(packedPaths.includes('dist/plugin.js'), 'dist/plugin.js is packed')
   t.ok(packedPaths.includes('dist/plugin.d.ts'), 'dist/plugin.d.ts is packed')
+  t.ok(packedPaths.includes('dist/lib/client.js'), 'the compiled client is packed, to be served')
+  t.ok(packedPaths.includes('dist/lib/client.d.ts'), 'and its declarations')
   t.same(packedPaths.filter(path => path.startsWith('test/')), [], 'no test files')
   t.same(packedPaths.filter(path => /\.[cm]?ts$/.test(path) && !/\.d\.[cm]?ts$/.test(path)), [], 'no TypeScript sources')
 })
@@ -122,6 +124,16 @@ t.test('CommonJS requires the plugin itself, or its .default or .fastifyComet', 
   }, 'every form is the one plugin function, and the other exports come along with require()')
 })
 
+t.test('the client works from fastify-comet/client, by import and require(), and as the served script', async t => {
+  const report = JSON.parse(await run(process.execPath, ['client-consumer.mjs'], consumerDir, 30_000)) as { received: Record<string, unknown>, servedScriptHasSourceMapLink: boolean }
+  t.same(report.received, {
+    "import 'fastify-comet/client'": { hello: 'client' },
+    "require('fastify-comet/client')": { hello: 'client' },
+    '/comet/client.js': { hello: 'client' }
+  })
+  t.equal(report.servedScriptHasSourceMapLink, false, 'the served script is the compiled one, without its source map link')
+})
+
 t.test('TypeScript types the plugin, its options and fastify.comet, from ES modules and from CommonJS', async t => {
   // The consumer has no @types/node of its own; Fastify's declarations need it, so it comes from
   // this repository, as does tsc.
@@ -134,7 +146,7 @@ t.test('TypeScript types the plugin, its options and fastify.comet, from ES modu
       typeRoots: [join(repoRoot, 'node_modules/@types')],
       types: ['node']
     },
-    files: ['esm-consumer.mts', 'cjs-consumer.cts']
+    files: ['esm-consumer.mts', 'cjs-consumer.cts', 'client-consumer.mts']
   }))
   // Each @ts-expect-error in the consumers must meet its error, so a clean run also proves the
   // declarations were found and are not `any`.

@@ -35,6 +35,7 @@ const badOptions: Array<[string, Record<string, unknown>, RegExp]> = [
   ['engine without the engine methods', { engine: { publish () {} } }, /option "engine" must be an object with the methods/],
   ['engine of null', { engine: null }, /option "engine".*got null/],
   ['historySize together with an engine', { engine: new MemoryEngine(), historySize: 5 }, /option "historySize" must be left out when an engine is given/],
+  ['serveClient as a string', { serveClient: 'no' }, /option "serveClient" must be true or false \(got "no"\)/],
   ['historyTtl together with an engine', { engine: new MemoryEngine(), historyTtl: 5 }, /option "historyTtl" must be left out when an engine is given/]
 ]
 
@@ -69,7 +70,8 @@ t.test('every option accepts its documented range', async t => {
     maxPending: Infinity,
     batchSize: 1,
     authorizePublish: () => true,
-    authorizeSubscribe: async () => true
+    authorizeSubscribe: async () => true,
+    serveClient: false
   }))
   await t.resolves(register({ maxPending: 10, historyTtl: 0.5 }), 'finite maxPending and fractional historyTtl')
   await t.resolves(register({ prefix: undefined, tries: undefined }), 'undefined means the default')

@@ -1,0 +1,79 @@
+// The client served at {prefix}/client.js: one ES module a page imports without a build step.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import Fastify from 'fastify'
+import t from 'tap'
+import type * as ClientModule from '../lib/client.js'
+import { loadClientScript } from '../lib/client-route.js'
+import comet from '../plugin.js'
+import { eventually, serve } from './helpers.js'
+
+t.test('GET {prefix}/client.js serves the client as a JavaScript module that works on its own', async t => {
+  const { app, origin } = await serve(t)
+  const response = await fetch(`${origin}/comet/client.js`)
+  t.equal(response.status, 200)
+  t.equal(response.headers.get('content-type'), 'text/javascript; charset=utf-8')
+  t.equal(response.headers.get('cache-control'), 'no-cache')
+  const script = await response.text()
+  t.notMatch(script, /^\s*import\s/m, 'no import: a page loads one file')
+  t.notMatch(script, /sourceMappingURL/)
+
+  // Imported as a browser would: from the text alone, with no TypeScript and no node_modules.
+  const served = await import(`data:text/javascript,${encodeURIComponent(script)}`) as typeof ClientModule
+  const client = new served.CometClient({ url: `${origin}/comet` })
+  t.teardown(() => { client.close() })
+  const seen: unknown[] = []
+  await client.subscribe('room', data => { seen.push(data) }).ready
+  await client.publish('room', 'through the served client')
+  await eventually(() => seen.length === 1)
+  t.same(seen, ['through the served client'])
+  t.equal(app.comet.stats().delivered, 1)
+})
+
+t.test('a browser that has the script already gets 304 Not Modified', async t => {
+  const { origin } = await serve(t)
+  const first = await fetch(`${origin}/comet/client.js`)
+  const etag = first.headers.get('etag')
+  t.match(etag, /^"[A-Za-z0-9_-]{27}"$/)
+  const again = await fetch(`${origin}/comet/client.js`, { headers: { 'if-none-match': etag as string } })
+  t.equal(again.status, 304)
+  t.equal(await again.text(), '')
+  const changed = await fetch(`${origin}/comet/client.js`, { headers: { 'if-none-match': '"older"' } })
+  t.equal(changed.status, 200)
+})
+
+t.test('the script follows the prefix, and serveClient: false leaves it out', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet, { prefix: '/live' })
+  t.equal((await app.inject('/live/client.js')).statusCode, 200)
+  t.equal((await app.inject('/comet/client.js')).statusCode, 404)
+
+  const without = Fastify()
+  t.teardown(() => without.close())
+  await without.register(comet, { serveClient: false })
+  t.equal((await without.inject('/comet/client.js')).statusCode, 404)
+  t.equal((await without.inject('/comet/subscribe?subscribed[a]=0&wait=0')).statusCode, 200, 'the other routes are there')
+})
+
+t.test('an installed package serves the compiled client that sits beside the plugin', async t => {
+  const directory = await mkdtemp(join(tmpdir(), 'comet-client-'))
+  t.teardown(() => rm(directory, { recursive: true, force: true }))
+  const where = pathToFileURL(`${directory}/`)
+
+  await writeFile(join(directory, 'client.js'), 'export class CometClient {}\n//# sourceMappingURL=client.js.map\n')
+  await writeFile(join(directory, 'client.ts'), 'not used when client.js is there')
+  t.equal((await loadClientScript(where)).trim(), 'export class CometClient {}', 'as compiled, without the source map link')
+
+  await rm(join(directory, 'client.js'))
+  await writeFile(join(directory, 'client.ts'), 'export const answer: number = 42\n')
+  t.equal((await loadClientScript(where)).trim(), 'export const answer = 42;', 'a checkout compiles the TypeScript source')
+
+  await rm(join(directory, 'client.ts'))
+  await t.rejects(loadClientScript(where), { code: 'FST_COMET_CLIENT_MISSING', message: /the browser client is not in .*comet-client-.*; reinstall fastify-comet, or set serveClient: false/ })
+
+  await mkdir(join(directory, 'client.js'))
+  await t.rejects(loadClientScript(where), { code: 'EISDIR' }, 'other read errors are not hidden')
+})
