@@ -1,0 +1,182 @@
+// The example chat in a real browser: headless Chromium, driven by playwright-core, against the
+// example server run as a process. Skipped where Chromium is not installed, unless
+// COMET_BROWSER_TEST=required (as in .ci/run). CHROMIUM_PATH names another Chromium or Chrome;
+// UPDATE_SCREENSHOT=1 redraws docs/chat.png.
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import t, { type Test } from 'tap'
+import { startExample } from './example-process.js'
+import { sleep } from './helpers.js'
+
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+const screenshotPath = fileURLToPath(new URL('../docs/chat.png', import.meta.url))
+
+// Generous for a loaded machine, yet far below the 40 s a poll waits: a message that shows up in
+// time was pushed by a publish, not picked up by the next poll.
+const deadline = 5000
+// A server that is back is found by the client's backoff (at most 10 s between tries).
+const reconnectDeadline = 30_000
+
+const installHint = 'apt-get install -y chromium (Debian, as root), or set CHROMIUM_PATH'
+if (existsSync(chromiumPath)) {
+  await browserTests()
+} else if (process.env.COMET_BROWSER_TEST === 'required') {
+  throw new Error(`COMET_BROWSER_TEST=required, but there is no Chromium at ${chromiumPath}: ${installHint}`)
+} else {
+  t.plan(0, `no Chromium at ${chromiumPath}; to run the browser test, install it: ${installHint}`)
+}
+
+async function browserTests (): Promise<void> {
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumArgs })
+  t.teardown(() => browser.close())
+  const { origin } = await startExample(t)
+
+  t.test('two pages chat: a message sent in one appears in the other, in order', async t => {
+    const ada = await openChat(t, browser, origin, 'lobby', 'Ada')
+    const grace = await openChat(t, browser, origin, 'lobby', 'Grace')
+    const conversation: Array<[Page, string]> = [
+      [ada, 'Hi Grace! Is the deploy done?'],
+      [grace, 'Yes, a minute ago. Everything is green.'],
+      [ada, 'Great, thanks!']
+    ]
+    const expected: string[] = []
+    for (const [page, text] of conversation) {
+      await send(page, text)
+      expected.push(text)
+      t.same(await messagesOf(ada, expected), expected, `Ada's page shows "${text}" in its place`)
+      t.same(await messagesOf(grace, expected), expected, `Grace's page shows "${text}" in its place`)
+    }
+    t.same(await namesOf(grace), ['Ada', 'Grace', 'Ada'])
+    t.equal(await stateOf(grace), 'connected')
+    if (process.env.UPDATE_SCREENSHOT !== undefined) await grace.screenshot({ path: screenshotPath })
+  })
+
+  t.test('a page opened later shows the messages sent before, from the plugin\'s history', async t => {
+    for (const text of ['first', 'second']) {
+      const response = await fetch(`${origin}/rooms/history/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'Ada', text })
+      })
+      t.equal(response.status, 201)
+    }
+    const late = await openChat(t, browser, origin, 'history', 'Grace')
+    t.same(await messagesOf(late, ['first', 'second']), ['first', 'second'])
+  })
+
+  t.test('a message made of HTML and script markup shows as literal text and runs nothing', async t => {
+    const sender = await openChat(t, browser, origin, 'markup', 'Mallory')
+    const reader = await openChat(t, browser, origin, 'markup', 'Bob')
+    const markup = '<img src=x onerror="globalThis.injected=1"><script>globalThis.injected=2</script><b>bold</b>'
+    await send(sender, markup)
+    // A message sent after it: once it shows, an image's onerror would have run.
+    await send(sender, 'after the markup')
+    for (const page of [sender, reader]) {
+      t.same(await messagesOf(page, [markup, 'after the markup']), [markup, 'after the markup'], 'the markup is the text')
+      t.equal(await page.locator('#messages img, #messages script, #messages b').count(), 0, 'no element was made of it')
+      t.equal(await page.evaluate(() => (globalThis as { injected?: unknown }).injected), undefined, 'no script ran')
+    }
+  })
+
+  t.test('a page that was offline shows every message sent meanwhile, once each, in order', async t => {
+    const sender = await openChat(t, browser, origin, 'offline', 'Ada')
+    const away = await openChat(t, browser, origin, 'offline', 'Grace')
+    await send(sender, 'before')
+    t.same(await messagesOf(away, ['before']), ['before'])
+
+    await away.context().setOffline(true)
+    // A poll already sent is not cut off by going offline: its answer may still bring the first
+    // message. The one after it fails, and the page says so.
+    await send(sender, 'going offline')
+    t.equal(await waitForState(away, 'reconnecting', deadline), 'reconnecting', 'the offline page shows it is reconnecting')
+    const meanwhile = ['one', 'two', 'three', 'four']
+    for (const text of meanwhile) await send(sender, text)
+    const sent = ['before', 'going offline', ...meanwhile]
+    t.same(await messagesOf(sender, sent), sent, 'the sender shows them')
+    const shownOffline = await away.locator('#messages .text').allTextContents()
+    t.same(shownOffline.filter(text => meanwhile.includes(text)), [], 'the offline page has not got them')
+
+    await away.context().setOffline(false)
+    t.same(await messagesOf(away, sent), sent, 'back online, it shows all of them in order')
+    // Anything repeated would come before a message sent now.
+    await send(sender, 'after')
+    const all = [...sent, 'after']
+    t.same(await messagesOf(away, all), all, 'and each once')
+    t.equal(await stateOf(away), 'connected')
+  })
+
+  t.test('a restarted server: the page shows it is reconnecting, recovers by itself and reloads the room after the gap', async t => {
+    // A server of its own, restarted on the same port, so that the page's URLs stay valid.
+    const first = await startExample(t)
+    const page = await openChat(t, browser, first.origin, 'restart', 'Ada')
+    await send(page, 'before the restart')
+    t.same(await messagesOf(page, ['before the restart']), ['before the restart'])
+
+    t.equal(await first.stop('SIGKILL'), null, 'the server is killed')
+    t.equal(await waitForState(page, 'reconnecting', deadline), 'reconnecting', 'the page shows it is reconnecting')
+
+    const second = await startExample(t, { port: first.port })
+    t.equal(await waitForState(page, 'gap-reloaded', reconnectDeadline), 'gap-reloaded', 'it reconnects and reports the gap it reloaded')
+    // The restarted server's store is empty, as its history: the reloaded room is the server's.
+    t.same(await messagesOf(page, []), [], 'the room is shown as the server has it now')
+
+    const response = await fetch(`${second.origin}/rooms/restart/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Grace', text: 'after the restart' })
+    })
+    t.equal(response.status, 201)
+    t.same(await messagesOf(page, ['after the restart']), ['after the restart'], 'messages flow again')
+  })
+}
+
+/** A page of its own (a browser context: its own network, for setOffline) in `room`, connected. */
+async function openChat (t: Test, browser: Browser, origin: string, room: string, name: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 640, height: 400 } })
+  t.teardown(() => context.close())
+  const page = await context.newPage()
+  page.on('pageerror', error => { t.fail(`uncaught error in ${name}'s page: ${error.message}`) })
+  // The page sorts and deduplicates what it shows, so a repeat would not be seen; it says so instead.
+  page.on('console', message => {
+    if (/delivered twice/.test(message.text())) t.fail(`${name}'s page: ${message.text()}`)
+  })
+  await page.goto(`${origin}/#${room}`)
+  await page.fill('#name', name)
+  if (await waitForState(page, 'connected', deadline) !== 'connected') throw new Error(`${name}'s page did not connect`)
+  return page
+}
+
+async function send (page: Page, text: string): Promise<void> {
+  await page.fill('#text', text)
+  await page.press('#text', 'Enter')
+}
+
+/** The texts of the messages shown, once they are `expected` or the deadline has passed. */
+async function messagesOf (page: Page, expected: string[]): Promise<string[]> {
+  return await waitFor(() => page.locator('#messages .text').allTextContents(), texts => JSON.stringify(texts) === JSON.stringify(expected), deadline)
+}
+
+async function namesOf (page: Page): Promise<string[]> {
+  return await page.locator('#messages .name').allTextContents()
+}
+
+async function stateOf (page: Page): Promise<string | null> {
+  return await page.locator('#status').getAttribute('data-state')
+}
+
+/** The state shown, once it is `state` or the deadline has passed. */
+async function waitForState (page: Page, state: string, timeoutMs: number): Promise<string | null> {
+  return await waitFor(() => stateOf(page), shown => shown === state, timeoutMs)
+}
+
+// Returns the last value read rather than throwing, so that the assertion shows what was there.
+async function waitFor<T> (read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const giveUp = Date.now() + timeoutMs
+  for (;;) {
+    const value = await read()
+    if (done(value) || Date.now() > giveUp) return value
+    await sleep(20)
+  }
+}
