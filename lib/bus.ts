@@ -29,6 +29,14 @@ export class CometBus {
   readonly #engine: CometEngine
   readonly #options: BusOptions
   readonly #waiting = new Set<PendingPoll>()
+  /**
+   * Reads started by the notifications of one publish, by channel and cursor, until the next
+   * microtask: a publish wakes all the polls waiting on its channel in one go, and those waiting at
+   * the same cursor (all of them, after a fan-out) share one read, and one reply when they watch
+   * that channel alone. A read is consistent in itself (its events and its next cursor go
+   * together), so sharing one can never lose or repeat an event.
+   */
+  readonly #sharedReads = new Map<string, SharedRead>()
   #published = 0
   #delivered = 0
   #closing = false
@@ -115,8 +123,23 @@ export class CometBus {
   async #answerPublish (poll: PendingPoll, channel: string): Promise<void> {
     this.#release(poll)
     const index = poll.channels.indexOf(channel)
+    const cursor = poll.nexts[index] as string
+    // Channel names have no spaces.
+    const key = `${channel} ${cursor}`
+    let shared = this.#sharedReads.get(key)
+    if (shared === undefined) {
+      if (this.#sharedReads.size === 0) queueMicrotask(() => this.#sharedReads.clear())
+      shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined }
+      this.#sharedReads.set(key, shared)
+    }
+    const backlog = await shared.backlog
+    if (poll.channels.length === 1) {
+      shared.reply ??= formatPollReply(poll.channels, [backlog])
+      this.#settle(poll, shared.reply, backlog.events.length)
+      return
+    }
     const backlogs = unchanged(poll.nexts)
-    backlogs[index] = await this.#engine.read(channel, poll.nexts[index] as string, this.#options.batchSize)
+    backlogs[index] = backlog
     this.#answer(poll, backlogs)
   }
 
@@ -133,11 +156,15 @@ export class CometBus {
   }
 
   #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[]): void {
+    this.#settle(poll, formatPollReply(poll.channels, backlogs), countEvents(backlogs))
+  }
+
+  #settle (poll: PendingPoll, reply: string, events: number): void {
     if (poll.state === 'done') return
     this.#release(poll)
     poll.state = 'done'
-    this.#delivered += countEvents(backlogs)
-    poll.resolve(formatPollReply(poll.channels, backlogs))
+    this.#delivered += events
+    poll.resolve(reply)
   }
 
   #fail (poll: PendingPoll, error: unknown): void {
@@ -193,6 +220,13 @@ export class PendingPoll implements ChannelWatcher {
   cancel (): void {
     this.#bus.onHangUp(this)
   }
+}
+
+/** A read shared by the polls that one publish wakes at the same channel and cursor. */
+interface SharedRead {
+  readonly backlog: ChannelBacklog | Promise<ChannelBacklog>
+  /** The reply of a poll on this channel alone, once one has been made. */
+  reply: string | undefined
 }
 
 /** Backlogs with no events at the cursors held: the answer for channels that did not change. */

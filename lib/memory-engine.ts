@@ -48,6 +48,8 @@ export class MemoryEngine implements CometEngine {
   readonly #instanceId = randomBytes(6).toString('base64url')
   readonly #sweepTimer: NodeJS.Timeout | undefined
   #clockMs = 0
+  /** The cursor at "now" of the last millisecond one was made for: polls in one millisecond share it. */
+  #nowCursor = { ms: -1, cursor: '' }
   #last: Position = { ms: 0, n: 0 }
   #closed = false
 
@@ -86,6 +88,9 @@ export class MemoryEngine implements CometEngine {
     if (position === fromNow) return { events: [], next: this.#head(held, ms), gap: false }
     if (position === fromOldest) return this.#backlog(held, events, 0, limit, false, ms)
 
+    // The usual cursor, from a client polling again: the newest event, the last it received. Nothing
+    // comes after it and nothing before it can be lost, so no need to parse it.
+    if (position === events[events.length - 1]?.id) return this.#backlog(held, events, events.length, limit, false, ms)
     const after = this.#parseCursor(channel, position)
     if (after === undefined || after.ms > ms) {
       // Another instance's cursor (a restart) or one this instance never gave: what it missed is unknown.
@@ -136,7 +141,9 @@ export class MemoryEngine implements CometEngine {
   // A cursor that every later event of the channel comes after, and no held one does.
   #head (held: Channel | undefined, ms: number): string {
     const newest = held?.events[held.events.length - 1]
-    return newest !== undefined && newest.ms === ms ? newest.id : this.#cursor({ ms, n: 0 })
+    if (newest !== undefined && newest.ms === ms) return newest.id
+    if (this.#nowCursor.ms !== ms) this.#nowCursor = { ms, cursor: this.#cursor({ ms, n: 0 }) }
+    return this.#nowCursor.cursor
   }
 
   #channelFor (channel: string): Channel {

@@ -42,8 +42,8 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
       // The client hung up before this point (say, while an authorization hook ran): its 'close' is past.
       poll.cancel()
     } else {
-      // 'close' also comes after a normal answer, when cancelling is a no-op.
-      reply.raw.once('close', () => poll.cancel())
+      // 'close' comes once, also after a normal answer, when cancelling is a no-op.
+      reply.raw.on('close', () => poll.cancel())
     }
     reply.type('application/json; charset=utf-8')
     return poll.reply
