@@ -1,0 +1,109 @@
+// How the driver subscribes to each contender: its native wire protocol, spoken directly over the
+// small HTTP client of http.ts, so that the client side costs the same little for everyone. Each
+// subscriber polls one channel until the process ends.
+import type { Http } from './http.js'
+
+/** Called with each message a subscriber receives. */
+export type OnMessage = (seq: number, t: number) => void
+
+/**
+ * Starts a subscriber. The returned promise resolves when the subscriber is set up and about to
+ * send its first long-poll; the polling goes on in the background. `onError` gets an error that
+ * stopped a subscriber.
+ */
+export type Subscribe = (http: Http, channel: string, onMessage: OnMessage, onError: (error: unknown) => void) => Promise<void>
+
+interface BenchMessage { seq: number, t: number }
+
+/** Runs `poll` forever in the background, after `ready` resolved; reports what stops it. */
+function pollForever (poll: () => Promise<void>, onError: (error: unknown) => void): void {
+  void (async () => {
+    for (;;) await poll()
+  })().catch(onError)
+}
+
+// fastify-comet: learn the cursor at "now" with wait=0, then long-poll with the cursor of `p`.
+const comet: Subscribe = async (http, channel, onMessage, onError) => {
+  interface Reply { s: 0 | 1, m?: Record<string, Array<{ id: string, data: BenchMessage }>>, p: Record<string, string> }
+  const first = JSON.parse(await http.get(`/comet/subscribe?subscribed[${channel}]=0&wait=0`)) as Reply
+  let cursor = first.p[channel] as string
+  pollForever(async () => {
+    const reply = JSON.parse(await http.get(`/comet/subscribe?subscribed[${channel}]=${cursor}`)) as Reply
+    for (const event of reply.m?.[channel] ?? []) onMessage(event.data.seq, event.data.t)
+    cursor = reply.p[channel] as string
+  }, onError)
+}
+
+// The floor and file polling share a trivial protocol: the first poll has no cursor ("from now").
+const latestOnly: Subscribe = async (http, channel, onMessage, onError) => {
+  let after = ''
+  pollForever(async () => {
+    const reply = JSON.parse(await http.get(`/sub?ch=${channel}${after}`)) as { c: number, d?: BenchMessage }
+    if (reply.d !== undefined) onMessage(reply.d.seq, reply.d.t)
+    after = `&after=${reply.c}`
+  }, onError)
+}
+
+// Faye: Bayeux over HTTP POST, handshake asking for long-polling only, subscribe, then a
+// /meta/connect loop whose replies carry the messages.
+const faye: Subscribe = async (http, channel, onMessage, onError) => {
+  interface BayeuxMessage { channel: string, successful?: boolean, clientId?: string, error?: string, data?: BenchMessage }
+  let id = 0
+  const send = async (message: Record<string, unknown>): Promise<BayeuxMessage[]> => {
+    return JSON.parse(await http.post('/faye', JSON.stringify([{ ...message, id: String(++id) }]), 'application/json')) as BayeuxMessage[]
+  }
+  const [handshake] = await send({ channel: '/meta/handshake', version: '1.0', supportedConnectionTypes: ['long-polling'] })
+  if (handshake?.successful !== true || handshake.clientId === undefined) throw new Error(`faye handshake failed: ${JSON.stringify(handshake)}`)
+  const clientId = handshake.clientId
+  const subscription = `/c/${channel}`
+  const [subscribed] = await send({ channel: '/meta/subscribe', clientId, subscription })
+  if (subscribed?.successful !== true) throw new Error(`faye subscribe failed: ${JSON.stringify(subscribed)}`)
+  pollForever(async () => {
+    const messages = await send({ channel: '/meta/connect', clientId, connectionType: 'long-polling' })
+    for (const message of messages) {
+      if (message.channel === subscription && message.data !== undefined) onMessage(message.data.seq, message.data.t)
+      else if (message.channel === '/meta/connect' && message.successful !== true) throw new Error(`faye connect failed: ${JSON.stringify(message)}`)
+    }
+  }, onError)
+}
+
+// socket.io: Engine.IO v4 polling. Open, connect the main namespace, emit "subscribe" with an
+// acknowledgement, then long-poll; packets in one reply are separated by \x1e, pings are answered.
+const socketIo: Subscribe = async (http, channel, onMessage, onError) => {
+  const base = '/socket.io/?EIO=4&transport=polling'
+  const open = await http.get(base)
+  if (!open.startsWith('0')) throw new Error(`socket.io open failed: ${open}`)
+  const path = `${base}&sid=${(JSON.parse(open.slice(1)) as { sid: string }).sid}`
+  let acknowledged = false
+  const receive = async (): Promise<void> => {
+    for (const packet of (await http.get(path)).split('\x1e')) {
+      if (packet.startsWith('42')) {
+        const [, message] = JSON.parse(packet.slice(2)) as [string, BenchMessage]
+        onMessage(message.seq, message.t)
+      } else if (packet === '430[]') {
+        acknowledged = true
+      } else if (packet === '2') {
+        await http.post(path, '3', 'text/plain;charset=UTF-8')
+      } else if (packet === '1' || packet.startsWith('44')) {
+        throw new Error(`socket.io closed the session: ${packet}`)
+      }
+    }
+  }
+  await http.post(path, '40', 'text/plain;charset=UTF-8')
+  await receive() // 40{"sid":…}: the namespace is connected
+  await http.post(path, `420${JSON.stringify(['subscribe', channel])}`, 'text/plain;charset=UTF-8')
+  for (let tries = 0; !acknowledged; tries++) {
+    if (tries === 10) throw new Error('socket.io: no acknowledgement of the subscribe')
+    await receive()
+  }
+  pollForever(receive, onError)
+}
+
+export const protocols: Record<string, Subscribe> = {
+  floor: latestOnly,
+  'fastify-floor': latestOnly,
+  'fastify-comet': comet,
+  'file-polling': latestOnly,
+  faye,
+  'socket.io': socketIo
+}

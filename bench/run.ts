@@ -1,0 +1,493 @@
+// Benchmarks of fastify-comet side by side with the floor and its peers: `npm run bench`.
+//
+// What runs: each contender's server is a process of its own (bench/servers/<name>.ts), and one
+// driver process (bench/clients/driver.ts) plays all subscribers and publishers, speaking each
+// contender's native protocol over a minimal HTTP/1.1 client (bench/clients/http.ts). Contenders:
+//   floor          a bare node:http server that parks polls in memory and answers them on publish;
+//   fastify-floor  not a contender but a reference: the floor's design as a plain Fastify route, so
+//                  what Fastify itself costs, the bound of a plugin that runs inside it;
+//   fastify-comet  this plugin, in-memory engine, in Fastify without a logger;
+//   file-polling   the design it replaces: a publish writes a file, each waiting request checks its
+//                  modification time every 10 ms;
+//   faye           Faye's Node.js adapter (Bayeux), clients restricted to long-polling;
+//   socket.io      socket.io restricted to its HTTP long-polling transport.
+// Every scenario runs against a fresh server process, at each size (number of subscribers):
+//   fanout      every subscriber waits on one channel; one message is published at a time, and the
+//               next only once every subscriber has it and waits again. Fan-out time: publish sent
+//               → the last subscriber has it (median of the rounds), and per-delivery latency. Also
+//               the costs: server memory per waiting subscriber (RSS and heap after two full GCs,
+//               before any subscriber vs while all wait), server CPU while all wait and nothing is
+//               published, and server CPU per delivered event over the rounds;
+//   throughput  subscribers spread over channels (perChannel on each), publishers publishing at a
+//               steady rate on all channels while subscribers poll again after each reply:
+//               deliveries per second, events lost, server CPU per delivered event.
+// CPU and memory come from the server process's own counters (process.cpuUsage(),
+// process.memoryUsage()), read through a control server on a port of its own. Every message
+// carries a per-channel sequence number, so lost and repeated events are counted; and its send
+// time, so latencies are measured on one clock. Absolute figures on a shared machine are noise:
+// each figure is also given as a ratio to the floor's, measured in the same run. The whole set is
+// run `trials` times, contenders interleaved, and each figure is the median of its trials, so that
+// a burst of load from elsewhere does not land on one contender only.
+//
+// Options: --quick (small sizes, short phases, one trial: the CI smoke test),
+// --sizes=1000,5000,10000, --trials=2, --contenders=floor,fastify-comet,…,
+// --scenarios=fanout,throughput, --out=<file.json> (default bench/results/latest.json);
+// --report=<file.json> prints the tables of an earlier run again, from its raw results.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, totalmem } from 'node:os'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { DriverSettings, FanoutResult, ThroughputResult } from './clients/driver.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'file-polling', 'faye', 'socket.io'] as const
+const scenarios = ['fanout', 'throughput'] as const
+const serverFile: Record<string, string> = {
+  floor: 'floor.ts',
+  'fastify-floor': 'fastify-floor.ts',
+  'fastify-comet': 'comet.ts',
+  'file-polling': 'file-polling.ts',
+  faye: 'faye.ts',
+  'socket.io': 'socket-io.ts'
+}
+
+interface Settings {
+  sizes: number[]
+  contenders: string[]
+  scenarios: string[]
+  out: string
+  report: string | undefined
+  quick: boolean
+  trials: number
+  driver: Omit<DriverSettings, 'contender' | 'scenario' | 'origin' | 'control' | 'localAddress' | 'subscribers'>
+  /** Longest a driver process may run. */
+  driverTimeoutMs: number
+}
+
+function parseArguments (argv: readonly string[]): Settings {
+  const options = new Map<string, string>()
+  for (const argument of argv) {
+    const match = /^--([a-z]+)(?:=(.*))?$/.exec(argument)
+    if (match === null) throw new Error(`unknown argument ${argument}; expected --quick, --sizes=, --trials=, --contenders=, --scenarios=, --out=, --report=`)
+    options.set(match[1] as string, match[2] ?? '')
+  }
+  for (const name of options.keys()) {
+    if (!['quick', 'sizes', 'trials', 'contenders', 'scenarios', 'out', 'report'].includes(name)) throw new Error(`unknown option --${name}`)
+  }
+  const quick = options.has('quick')
+  const list = (name: string, fallback: readonly string[]): string[] => options.get(name)?.split(',').filter(Boolean) ?? [...fallback]
+  const sizes = list('sizes', quick ? ['200'] : ['1000', '5000', '10000']).map(Number)
+  if (sizes.some(size => !Number.isInteger(size) || size < 1)) throw new Error('--sizes takes positive integers, e.g. --sizes=1000,5000')
+  const trials = Number(options.get('trials') ?? (quick ? 1 : 2))
+  if (!Number.isInteger(trials) || trials < 1) throw new Error('--trials takes a positive integer')
+  const chosen = list('contenders', contenders)
+  for (const name of chosen) if (!(contenders as readonly string[]).includes(name)) throw new Error(`unknown contender ${name}; known: ${contenders.join(', ')}`)
+  const chosenScenarios = list('scenarios', scenarios)
+  for (const name of chosenScenarios) if (!(scenarios as readonly string[]).includes(name)) throw new Error(`unknown scenario ${name}; known: ${scenarios.join(', ')}`)
+  return {
+    sizes,
+    contenders: chosen,
+    scenarios: chosenScenarios,
+    out: resolve(options.get('out') ?? resolve(root, 'bench/results/latest.json')),
+    report: options.has('report') ? resolve(options.get('report') as string) : undefined,
+    quick,
+    trials,
+    driver: quick
+      ? { rounds: 5, warmupRounds: 2, idleMs: 500, perChannel: 10, deliveriesPerSecond: 1000, publishMs: 1000, publishers: 4, stepTimeoutMs: 15_000 }
+      : { rounds: 15, warmupRounds: 3, idleMs: 2000, perChannel: 10, deliveriesPerSecond: 4000, publishMs: 4000, publishers: 4, stepTimeoutMs: 30_000 },
+    driverTimeoutMs: quick ? 60_000 : 300_000
+  }
+}
+
+/** Runs a Node.js process with its open-file limit raised to the hard limit where the shell can. */
+function spawnNode (args: readonly string[]): ChildProcess {
+  return spawn('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', process.execPath, ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+}
+
+function fileLimits (): { soft: number, hard: number } {
+  const [soft, hard] = execFileSync('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; echo "$(ulimit -n) $(ulimit -Hn)"'], { encoding: 'utf8' }).trim().split(' ')
+  return { soft: Number(soft), hard: hard === 'unlimited' ? Infinity : Number(hard) }
+}
+
+/** The first line a child prints, parsed; rejects if it exits first or takes too long. */
+function firstLine<T> (child: ChildProcess, timeoutMs: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let output = ''
+    const timer = setTimeout(() => fail(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs)
+    const fail = (error: Error): void => {
+      clearTimeout(timer)
+      reject(error)
+    }
+    child.stdout?.setEncoding('utf8')
+    child.stdout?.on('data', (chunk: string) => {
+      output += chunk
+      const end = output.indexOf('\n')
+      if (end === -1) return
+      clearTimeout(timer)
+      try {
+        resolve(JSON.parse(output.slice(0, end)) as T)
+      } catch {
+        reject(new Error(`${what}: not JSON: ${output.slice(0, 500)}`))
+      }
+    })
+    child.once('exit', code => fail(new Error(`${what} exited with ${String(code)}: ${output.slice(0, 500)}`)))
+  })
+}
+
+async function stop (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000)
+  await exited
+  clearTimeout(timer)
+}
+
+let runIndex = 0
+
+async function runScenario (settings: Settings, contender: string, scenario: string, subscribers: number): Promise<FanoutResult | ThroughputResult> {
+  // BENCH_CPU_PROF=<dir> writes each server's CPU profile there (open it in Chrome's DevTools).
+  const profile = process.env.BENCH_CPU_PROF === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+  const server = spawnNode([...profile, '--expose-gc', '--import=tsx', `bench/servers/${serverFile[contender] as string}`])
+  try {
+    const { port, controlPort } = await firstLine<{ port: number, controlPort: number }>(server, 30_000, `${contender} server`)
+    // Each run connects from its own loopback address, so its sockets never wait for ports still
+    // in TIME_WAIT from the run before.
+    const localAddress = `127.0.0.${2 + (runIndex++ % 250)}`
+    const driverSettings: DriverSettings = {
+      ...settings.driver,
+      contender,
+      scenario: scenario as DriverSettings['scenario'],
+      origin: `http://127.0.0.1:${port}`,
+      control: `http://127.0.0.1:${controlPort}`,
+      localAddress,
+      subscribers
+    }
+    const driver = spawnNode(['--import=tsx', 'bench/clients/driver.ts', JSON.stringify(driverSettings)])
+    try {
+      return await firstLine<FanoutResult | ThroughputResult>(driver, settings.driverTimeoutMs, `${contender} ${scenario} driver`)
+    } finally {
+      await stop(driver)
+    }
+  } finally {
+    await stop(server)
+  }
+}
+
+const median = (values: readonly number[]): number => {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+}
+
+/** The figures of one contender at one size, as reported (raw results kept beside them). */
+interface Figures {
+  fanout?: {
+    fanoutMs: number
+    fanoutMaxMs: number
+    latencyP50Ms: number
+    latencyP99Ms: number
+    cpuPerEventUs: number
+    lost: number
+    duplicated: number
+    errors: number
+  }
+  cost?: {
+    rssPerSubscriberKB: number
+    heapPerSubscriberKB: number
+    idleCpuPercent: number
+  }
+  throughput?: {
+    deliveriesPerSecond: number
+    cpuPerEventUs: number
+    serverCpuPercent: number
+    latencyP50Ms: number
+    latencyP99Ms: number
+    lost: number
+    duplicated: number
+    errors: number
+  }
+}
+
+/** Each figure is the median of its trials' (lost events: the sum). */
+function medianFigures (trials: readonly Figures[]): Figures {
+  const figures: Figures = {}
+  for (const group of ['fanout', 'cost', 'throughput'] as const) {
+    const present = trials.map(trial => trial[group] as Record<string, number> | undefined).filter(g => g !== undefined)
+    const first = present[0]
+    if (first === undefined) continue
+    const merged: Record<string, number> = {}
+    for (const name of Object.keys(first)) {
+      const values = present.map(g => g[name] as number)
+      merged[name] = ['lost', 'duplicated', 'errors'].includes(name) ? values.reduce((a, b) => a + b, 0) : median(values)
+    }
+    Object.assign(figures, { [group]: merged })
+  }
+  return figures
+}
+
+/** A scenario that did not complete (a subscriber failed, a round timed out) gives no figures. */
+function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResult | undefined): Figures {
+  const figures: Figures = {}
+  if (fanout !== undefined && fanout.errors === 0) {
+    figures.fanout = {
+      fanoutMs: median(fanout.fanoutMs),
+      fanoutMaxMs: Math.max(...fanout.fanoutMs),
+      latencyP50Ms: fanout.latencyP50Ms,
+      latencyP99Ms: fanout.latencyP99Ms,
+      cpuPerEventUs: fanout.serverCpuUs / fanout.deliveries,
+      lost: fanout.lost,
+      duplicated: fanout.duplicated,
+      errors: fanout.errors
+    }
+    figures.cost = {
+      rssPerSubscriberKB: (fanout.memoryHolding.rss - fanout.memoryBefore.rss) / fanout.subscribers / 1024,
+      heapPerSubscriberKB: (fanout.memoryHolding.heapUsed - fanout.memoryBefore.heapUsed) / fanout.subscribers / 1024,
+      idleCpuPercent: fanout.idleCpuMs / fanout.idleMs * 100
+    }
+  }
+  if (throughput !== undefined && throughput.errors === 0) {
+    figures.throughput = {
+      deliveriesPerSecond: throughput.delivered / (throughput.elapsedMs / 1000),
+      cpuPerEventUs: throughput.serverCpuUs / throughput.delivered,
+      serverCpuPercent: throughput.serverCpuUs / 1000 / throughput.elapsedMs * 100,
+      latencyP50Ms: throughput.latencyP50Ms,
+      latencyP99Ms: throughput.latencyP99Ms,
+      lost: throughput.lost,
+      duplicated: throughput.duplicated,
+      errors: throughput.errors
+    }
+  }
+  return figures
+}
+
+type Ratios = { [Group in keyof Figures]?: Record<string, number | null> }
+
+/** Each figure divided by the floor's at the same size; null where the floor's is 0 or missing. */
+function ratiosOf (figures: Figures, floor: Figures | undefined): Ratios {
+  const ratios: Ratios = {}
+  for (const group of ['fanout', 'cost', 'throughput'] as const) {
+    const mine = figures[group] as Record<string, number> | undefined
+    const theirs = floor?.[group] as Record<string, number> | undefined
+    if (mine === undefined) continue
+    const groupRatios: Record<string, number | null> = {}
+    for (const [name, value] of Object.entries(mine)) {
+      const base = theirs?.[name]
+      groupRatios[name] = base === undefined || base === 0 || !Number.isFinite(base) ? null : value / base
+    }
+    ratios[group] = groupRatios
+  }
+  return ratios
+}
+
+interface RunRecord {
+  size: number
+  contender: string
+  figures: Figures
+  ratios: Ratios
+  /** The figures of each trial. */
+  trials: Figures[]
+  raw: Array<{ fanout?: FanoutResult, throughput?: ThroughputResult }>
+  failures: string[]
+}
+
+interface Target { size: number, target: string, value: number | null, limit: string, met: boolean | null }
+
+function targetsOf (records: readonly RunRecord[], sizes: readonly number[]): Target[] {
+  const targets: Target[] = []
+  for (const size of sizes) {
+    const at = (name: string): RunRecord | undefined => records.find(r => r.size === size && r.contender === name)
+    const comet = at('fastify-comet')
+    if (comet === undefined) continue
+    const check = (target: string, value: number | null | undefined, limit: string, met: (v: number) => boolean): void => {
+      const known = value ?? null
+      targets.push({ size, target, value: known, limit, met: known === null || !Number.isFinite(known) ? null : met(known) })
+    }
+    const r = comet.ratios
+    check('CPU per delivered event (fan-out) / floor', r.fanout?.cpuPerEventUs, '≤ 1.25', v => v <= 1.25)
+    check('CPU per delivered event (throughput) / floor', r.throughput?.cpuPerEventUs, '≤ 1.25', v => v <= 1.25)
+    check('RSS per waiting subscriber / floor', r.cost?.rssPerSubscriberKB, '≤ 1.5', v => v <= 1.5)
+    check('heap per waiting subscriber / floor', r.cost?.heapPerSubscriberKB, '≤ 1.5', v => v <= 1.5)
+    check('fan-out time / floor', r.fanout?.fanoutMs, '≤ 1.2', v => v <= 1.2)
+    check('server CPU while all wait, % of a core', comet.figures.cost?.idleCpuPercent, '≈ 0 (< 0.5)', v => v < 0.5)
+    for (const peer of ['faye', 'socket.io']) {
+      for (const scenario of ['fanout', 'throughput'] as const) {
+        const mine = comet.figures[scenario]?.cpuPerEventUs
+        const theirs = at(peer)?.figures[scenario]?.cpuPerEventUs
+        check(`${peer} CPU per event (${scenario}) / fastify-comet's`, mine === undefined || theirs === undefined ? null : theirs / mine, '≥ 2', v => v >= 2)
+      }
+    }
+    const lost = (comet.figures.fanout?.lost ?? 0) + (comet.figures.throughput?.lost ?? 0) +
+      (comet.figures.fanout?.duplicated ?? 0) + (comet.figures.throughput?.duplicated ?? 0)
+    check('events lost or repeated, all scenarios', lost, '= 0', v => v === 0)
+  }
+  return targets
+}
+
+function format (value: number | null | undefined, digits = 3): string {
+  if (value === null || value === undefined || Number.isNaN(value)) return '-'
+  if (!Number.isFinite(value)) return String(value)
+  if (Math.abs(value) >= 10 ** digits) return Math.round(value).toString()
+  return Number(value.toPrecision(digits)).toString()
+}
+
+function cell (value: number | undefined, ratio: number | null | undefined): string {
+  if (value === undefined) return '-'
+  return ratio === null || ratio === undefined ? format(value) : `${format(value)} (×${format(ratio, 2)})`
+}
+
+function table (headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map(row => (row[i] ?? '').length)))
+  const line = (cells: readonly string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`
+  return [line(headers), `| ${widths.map(w => '-'.repeat(w)).join(' | ')} |`, ...rows.map(line)].join('\n')
+}
+
+function renderTables (records: readonly RunRecord[], sizes: readonly number[]): string {
+  const out: string[] = []
+  for (const size of sizes) {
+    const here = records.filter(r => r.size === size)
+    if (here.length === 0) continue
+    out.push(`\n${size} subscribers: fan-out and cost (× = ratio to the floor)\n`)
+    out.push(table(
+      ['contender', 'fan-out ms', 'latency p50 ms', 'p99 ms', 'CPU µs/event', 'RSS KB/sub', 'heap KB/sub', 'idle CPU %', 'lost'],
+      here.map(({ contender, figures: f, ratios: r }) => [
+        contender,
+        cell(f.fanout?.fanoutMs, r.fanout?.fanoutMs),
+        cell(f.fanout?.latencyP50Ms, r.fanout?.latencyP50Ms),
+        cell(f.fanout?.latencyP99Ms, r.fanout?.latencyP99Ms),
+        cell(f.fanout?.cpuPerEventUs, r.fanout?.cpuPerEventUs),
+        cell(f.cost?.rssPerSubscriberKB, r.cost?.rssPerSubscriberKB),
+        cell(f.cost?.heapPerSubscriberKB, r.cost?.heapPerSubscriberKB),
+        format(f.cost?.idleCpuPercent),
+        format(f.fanout === undefined ? undefined : f.fanout.lost + f.fanout.duplicated)
+      ])
+    ))
+    out.push(`\n${size} subscribers: throughput\n`)
+    out.push(table(
+      ['contender', 'deliveries/s', 'CPU µs/event', 'server CPU %', 'latency p50 ms', 'p99 ms', 'lost'],
+      here.map(({ contender, figures: f, ratios: r }) => [
+        contender,
+        cell(f.throughput?.deliveriesPerSecond, r.throughput?.deliveriesPerSecond),
+        cell(f.throughput?.cpuPerEventUs, r.throughput?.cpuPerEventUs),
+        format(f.throughput?.serverCpuPercent),
+        cell(f.throughput?.latencyP50Ms, r.throughput?.latencyP50Ms),
+        cell(f.throughput?.latencyP99Ms, r.throughput?.latencyP99Ms),
+        format(f.throughput === undefined ? undefined : f.throughput.lost + f.throughput.duplicated)
+      ])
+    ))
+    const failures = here.flatMap(r => r.failures.map(failure => `${r.contender}: ${failure}`))
+    if (failures.length > 0) out.push(`\nfailures:\n${failures.join('\n')}`)
+  }
+  return out.join('\n')
+}
+
+/** The records of one size: each contender's figures (medians of its trials) and their ratios to the floor's. */
+function summarize (size: number, names: readonly string[], raw: ReadonlyMap<string, RunRecord['raw']>, failures: ReadonlyMap<string, string[]>): RunRecord[] {
+  const summaries = new Map(names.map(contender => {
+    const perTrial = (raw.get(contender) ?? []).map(trial => figuresOf(trial.fanout, trial.throughput))
+    return [contender, { perTrial, figures: medianFigures(perTrial) }]
+  }))
+  const floor = summaries.get('floor')?.figures
+  return names.map(contender => {
+    const { perTrial, figures } = summaries.get(contender) as { perTrial: Figures[], figures: Figures }
+    return { size, contender, figures, ratios: ratiosOf(figures, floor), trials: perTrial, raw: raw.get(contender) ?? [], failures: failures.get(contender) ?? [] }
+  })
+}
+
+function printReport (records: readonly RunRecord[], targets: readonly Target[], sizes: readonly number[]): void {
+  process.stdout.write(`${renderTables(records, sizes)}\n`)
+  if (targets.length > 0) {
+    process.stdout.write(`\nfastify-comet against its targets\n\n${table(['size', 'target', 'value', 'limit', 'met'],
+      targets.map(t => [String(t.size), t.target, format(t.value), t.limit, t.met === null ? '?' : t.met ? 'yes' : 'NO']))}\n`)
+  }
+}
+
+/** Summarizes an earlier run's raw results again (after a change to how figures are made) and prints them. */
+function reportAgain (file: string): void {
+  const report = JSON.parse(readFileSync(file, 'utf8')) as { meta: { sizes: number[] }, records: RunRecord[], targets: Target[] }
+  const records = report.meta.sizes.flatMap(size => {
+    const here = report.records.filter(r => r.size === size)
+    return summarize(size, here.map(r => r.contender), new Map(here.map(r => [r.contender, r.raw])), new Map(here.map(r => [r.contender, r.failures])))
+  })
+  report.records = records
+  report.targets = targetsOf(records, report.meta.sizes)
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
+  printReport(records, report.targets, report.meta.sizes)
+}
+
+async function main (): Promise<void> {
+  const settings = parseArguments(process.argv.slice(2))
+  if (settings.report !== undefined) return reportAgain(settings.report)
+  const limits = fileLimits()
+  const started = new Date()
+  const loadBefore = loadavg()
+  const note = (text: string): void => { process.stderr.write(`${text}\n`) }
+  note(`bench: node ${process.version}, ${cpus().length} CPUs, load ${loadBefore.map(l => l.toFixed(2)).join(' ')}, open files ${limits.soft} (hard limit ${limits.hard}${limits.soft < limits.hard ? '' : ', cannot be raised further'})`)
+
+  // Each side of a subscriber holds a socket, in the server and in the driver.
+  const sizes = settings.sizes.filter(size => {
+    const fits = size + 200 <= limits.soft
+    if (!fits) note(`bench: skipping ${size} subscribers: the open-file limit is ${limits.soft}`)
+    return fits
+  })
+
+  const records: RunRecord[] = []
+  for (const size of sizes) {
+    const raw = new Map<string, RunRecord['raw']>(settings.contenders.map(contender => [contender, []]))
+    const failures = new Map<string, string[]>()
+    for (let trial = 0; trial < settings.trials; trial++) {
+      for (const scenario of settings.scenarios) {
+        for (const contender of settings.contenders) {
+          note(`bench: trial ${trial + 1} of ${settings.trials}, ${scenario}, ${size} subscribers, ${contender}`)
+          const trials = raw.get(contender) as RunRecord['raw']
+          const mine = trials[trial] ?? {}
+          trials[trial] = mine
+          try {
+            const result = await runScenario(settings, contender, scenario, size)
+            if (result.scenario === 'fanout') mine.fanout = result
+            else mine.throughput = result
+            if (result.errors > 0) failures.set(contender, [...failures.get(contender) ?? [], `${scenario}: ${result.errors} errors, first: ${result.firstError ?? '?'}`])
+          } catch (error) {
+            failures.set(contender, [...failures.get(contender) ?? [], `${scenario}: ${(error as Error).message}`])
+          }
+        }
+      }
+    }
+    records.push(...summarize(size, settings.contenders, raw, failures))
+  }
+
+  const targets = targetsOf(records, sizes)
+  const report = {
+    meta: {
+      started: started.toISOString(),
+      seconds: Math.round((Date.now() - started.getTime()) / 1000),
+      node: process.version,
+      platform: `${process.platform} ${process.arch}`,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? 'unknown',
+      memoryGB: Math.round(totalmem() / 2 ** 30),
+      loadBefore,
+      loadAfter: loadavg(),
+      openFiles: limits,
+      mode: settings.quick ? 'quick' : 'full',
+      trials: settings.trials,
+      sizes,
+      settings: settings.driver
+    },
+    records,
+    targets
+  }
+  mkdirSync(dirname(settings.out), { recursive: true })
+  writeFileSync(settings.out, `${JSON.stringify(report, null, 2)}\n`)
+
+  printReport(records, targets, sizes)
+  process.stdout.write(`\nnode ${process.version}, ${cpus().length} × ${report.meta.cpuModel}, load ${loadBefore.map(l => l.toFixed(2)).join(' ')} → ${report.meta.loadAfter.map(l => l.toFixed(2)).join(' ')}, ${report.meta.seconds} s; JSON in ${settings.out}\n`)
+}
+
+await main()

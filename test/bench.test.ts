@@ -1,0 +1,89 @@
+// The benchmark harness (`npm run bench`) in quick mode, as a smoke test that it works: every
+// contender and scenario is measured, the figures are numbers, each has its ratio to the floor,
+// and no contender that keeps history loses an event. No assertion on timings: they are the
+// harness's output, not a property of the code.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { outsideTap } from './helpers.js'
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url))
+
+interface Report {
+  meta: { mode: string, sizes: number[] }
+  records: Array<{
+    size: number
+    contender: string
+    figures: Record<string, Record<string, number> | undefined>
+    ratios: Record<string, Record<string, number | null> | undefined>
+    failures: string[]
+  }>
+  targets: Array<{ target: string, value: number | null }>
+}
+
+const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'file-polling', 'faye', 'socket.io']
+// Events these keep until each subscriber has them; the floor and file polling keep only the latest.
+const keepHistory = ['fastify-comet', 'faye', 'socket.io']
+const figureNames = {
+  fanout: ['fanoutMs', 'fanoutMaxMs', 'latencyP50Ms', 'latencyP99Ms', 'cpuPerEventUs', 'lost', 'duplicated', 'errors'],
+  cost: ['rssPerSubscriberKB', 'heapPerSubscriberKB', 'idleCpuPercent'],
+  throughput: ['deliveriesPerSecond', 'cpuPerEventUs', 'serverCpuPercent', 'latencyP50Ms', 'latencyP99Ms', 'lost', 'duplicated', 'errors']
+}
+// Figures whose floor value may be 0, so that their ratio is null.
+const mayHaveNoRatio = ['lost', 'duplicated', 'errors', 'idleCpuPercent', 'heapPerSubscriberKB', 'rssPerSubscriberKB']
+
+t.test('npm run bench -- --quick measures every contender in every scenario, with ratios to the floor', async t => {
+  // Twelve server processes and twelve drivers, one after the other, on a machine running other tests.
+  t.setTimeout(300_000)
+  const directory = mkdtempSync(join(tmpdir(), 'comet-bench-test-'))
+  t.teardown(() => rmSync(directory, { recursive: true, force: true }))
+  const out = join(directory, 'quick.json')
+
+  const run = spawn(...outsideTap(process.execPath, ['--import=tsx', 'bench/run.ts', '--quick', `--out=${out}`]), {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  t.teardown(() => { run.kill('SIGKILL') })
+  let output = ''
+  run.stdout.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
+  run.stderr.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
+  const [code] = await once(run, 'exit')
+  t.equal(code, 0, 'the harness exits with 0', { output })
+
+  const report = JSON.parse(readFileSync(out, 'utf8')) as Report
+  t.equal(report.meta.mode, 'quick')
+  t.match(output, /fan-out and cost/, 'the table is printed')
+  const [size] = report.meta.sizes
+  t.type(size, 'number')
+  t.same(report.records.map(r => r.contender).sort(), [...contenders].sort(), 'every contender is measured')
+
+  for (const record of report.records) {
+    t.same(record.failures, [], `${record.contender}: no failures`)
+    for (const [group, names] of Object.entries(figureNames)) {
+      const figures = record.figures[group]
+      const ratios = record.ratios[group]
+      if (figures === undefined || ratios === undefined) {
+        t.fail(`${record.contender}: no ${group} figures`)
+        continue
+      }
+      for (const name of names) {
+        t.ok(Number.isFinite(figures[name]), `${record.contender} ${group}.${name} is a number`, { value: figures[name] })
+        const ratio = ratios[name]
+        if (mayHaveNoRatio.includes(name)) t.ok(ratio === null || Number.isFinite(ratio), `${record.contender} ${group}.${name} ratio`)
+        else t.ok(Number.isFinite(ratio) && (ratio as number) > 0, `${record.contender} ${group}.${name} has a ratio to the floor`, { ratio })
+      }
+    }
+    if (record.contender === 'floor') t.equal(record.ratios.fanout?.cpuPerEventUs, 1, 'the floor is its own unit')
+    t.equal(record.figures.fanout?.lost, 0, `${record.contender}: no event lost in the fan-out`)
+    t.equal(record.figures.fanout?.duplicated, 0, `${record.contender}: no event repeated in the fan-out`)
+    if (keepHistory.includes(record.contender)) {
+      t.equal(record.figures.throughput?.lost, 0, `${record.contender}: no event lost in the throughput run`)
+      t.equal(record.figures.throughput?.duplicated, 0, `${record.contender}: no event repeated in the throughput run`)
+    }
+  }
+  t.ok(report.targets.length > 0 && report.targets.every(target => typeof target.target === 'string'), 'the targets are checked')
+})
