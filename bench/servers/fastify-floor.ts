@@ -15,7 +15,10 @@ app.get<{ Querystring: { ch: string, after?: string } }>('/sub', (request, reply
   const { ch: channel, after } = request.query
   reply.type('application/json')
   const last = latest.get(channel)
-  if (after !== undefined && last !== undefined && last.number > Number(after)) return reply.send(last.reply)
+  if (after !== undefined && last !== undefined && last.number > Number(after)) {
+    reply.send(last.reply)
+    return
+  }
   let waiting = parked.get(channel)
   if (waiting === undefined) parked.set(channel, waiting = new Set())
   const set = waiting
@@ -28,7 +31,8 @@ app.get<{ Querystring: { ch: string, after?: string } }>('/sub', (request, reply
     clearTimeout(timer)
     set.delete(reply)
   })
-  return reply
+  // Nothing returned: the reply is sent later. (Returning `reply` would make Fastify watch the
+  // response's end through reply.then(), a cost per request that this bound should not carry.)
 })
 
 await serveContender({
