@@ -2,18 +2,13 @@
 // and default options, but a long-poll timeout (tries × sleep) longer than any phase of a run.
 import Fastify from 'fastify'
 import comet from '../../plugin.js'
-import { host, pollTimeoutSeconds, serveContender } from './common.js'
+import { pollTimeoutSeconds, serveContender } from './common.js'
 
 const app = Fastify({ keepAliveTimeout: 600_000, requestTimeout: 0, connectionTimeout: 0 })
 await app.register(comet, { tries: pollTimeoutSeconds / 2, sleep: 2 })
 
+await app.ready()
 await serveContender({
   server: app.server,
-  async listen () {
-    await app.listen({ port: 0, host })
-    const address = app.server.address()
-    if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
-    return address.port
-  },
   publish: (channel, message) => app.comet.publish(channel, message)
 })

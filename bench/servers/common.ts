@@ -34,8 +34,6 @@ export interface ServerStats {
 export interface Contender {
   /** The contender's HTTP server, where subscribers connect; its own 'request' listeners are attached already. */
   server: Server
-  /** Starts listening on host, on a free port; resolves to the port. */
-  listen?: () => Promise<number>
   publish (channel: string, message: BenchMessage): unknown
 }
 
@@ -98,7 +96,8 @@ export async function serveContender (contender: Contender): Promise<void> {
   control.keepAliveTimeout = keepAliveMs
   control.requestTimeout = 0
 
-  const port = contender.listen === undefined ? await listen(server) : await contender.listen()
+  // A Fastify app's server listens like any other once the app is ready.
+  const port = await listen(server)
   const controlPort = await listen(control)
   process.stdout.write(`${JSON.stringify({ ready: true, port, controlPort, pid: process.pid })}\n`)
 }
