@@ -15,15 +15,6 @@ export interface CometStats {
   delivered: number
 }
 
-/**
- * Where a poll's outcome goes, once: a callback rather than a promise, so that an answer can be
- * sent in the same turn as the publish that woke it (a fan-out wakes thousands at once).
- */
-export interface PollReceiver {
-  answer (body: string): void
-  fail (error: unknown): void
-}
-
 export interface BusOptions {
   /** How long a poll with nothing to deliver waits, in milliseconds. */
   pollTimeoutMs: number
@@ -67,14 +58,13 @@ export class CometBus {
   }
 
   /**
-   * Starts a poll. `receiver.answer` gets the JSON answer: soon when something is new, else when
-   * something is published or the poll times out. `receiver.fail` gets a coded error for a bad
-   * cursor or when `maxPending` polls wait already. Neither is called once the poll is cancelled,
-   * nor during this call. With `wait: false` it answers even with nothing new: a client learns its
-   * cursors at "now".
+   * Starts a poll. Its `reply` resolves to the JSON answer: at once when something is new, else
+   * when something is published or the poll times out. It rejects with a coded error for a bad
+   * cursor or when `maxPending` polls wait already, and never settles once cancelled. With
+   * `wait: false` it answers at once even with nothing new: a client learns its cursors at "now".
    */
-  poll (subscription: ReadonlyMap<string, ReadPosition>, receiver: PollReceiver, { wait = true }: { wait?: boolean } = {}): PendingPoll {
-    const poll = new PendingPoll(this, [...subscription.keys()], receiver, wait)
+  poll (subscription: ReadonlyMap<string, ReadPosition>, { wait = true }: { wait?: boolean } = {}): PendingPoll {
+    const poll = new PendingPoll(this, [...subscription.keys()], wait)
     this.#start(poll, [...subscription.values()]).catch(error => this.#fail(poll, error))
     return poll
   }
@@ -142,9 +132,7 @@ export class CometBus {
       shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined }
       this.#sharedReads.set(key, shared)
     }
-    // The memory engine reads at once: then the answer goes out within the publish's own loop,
-    // rather than after a turn of the microtask queue for each poll it wakes.
-    const backlog = shared.backlog instanceof Promise ? await shared.backlog : shared.backlog
+    const backlog = await shared.backlog
     if (poll.channels.length === 1) {
       shared.reply ??= formatPollReply(poll.channels, [backlog])
       this.#settle(poll, shared.reply, backlog.events.length)
@@ -176,13 +164,13 @@ export class CometBus {
     this.#release(poll)
     poll.state = 'done'
     this.#delivered += events
-    poll.receiver.answer(reply)
+    poll.resolve(reply)
   }
 
   #fail (poll: PendingPoll, error: unknown): void {
     this.#release(poll)
     poll.state = 'done'
-    poll.receiver.fail(error)
+    poll.reject(error)
   }
 
   // Leaves the waiting state: from here on, no publish, timer or close reaches the poll.
@@ -200,8 +188,8 @@ export class CometBus {
  * reading → waiting → answering → done, where any state before done may go to done on a hang-up.
  */
 export class PendingPoll implements ChannelWatcher {
+  readonly reply: Promise<string>
   readonly channels: readonly string[]
-  readonly receiver: PollReceiver
   /** False for a poll that answers at once, with or without news. */
   readonly wait: boolean
   /** The cursor each channel is read from next; set when the poll starts to wait. */
@@ -210,13 +198,18 @@ export class PendingPoll implements ChannelWatcher {
   /** A publish came while the first reads were under way: read again before waiting. */
   missedPublish = false
   timer: NodeJS.Timeout | undefined
+  resolve!: (body: string) => void
+  reject!: (error: unknown) => void
   readonly #bus: CometBus
 
-  constructor (bus: CometBus, channels: readonly string[], receiver: PollReceiver, wait: boolean) {
+  constructor (bus: CometBus, channels: readonly string[], wait: boolean) {
     this.#bus = bus
     this.channels = channels
-    this.receiver = receiver
     this.wait = wait
+    this.reply = new Promise((resolve, reject) => {
+      this.resolve = resolve
+      this.reject = reject
+    })
   }
 
   notify (channel: string): void {

@@ -2,7 +2,6 @@
 // limits, authorization) and hand over to the bus.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { CometBus } from './bus.js'
-import type { ReadPosition } from './engine.js'
 import { errors } from './errors.js'
 import type { CometAuthorizer, ResolvedCometOptions } from './options.js'
 import { parseSubscription } from './protocol.js'
@@ -32,26 +31,13 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
   })
 
-  // A callback handler that returns nothing: the poll's receiver sends the answer. (An async
-  // handler resolving to `reply` would make Fastify watch each response's end, a cost per poll.)
-  fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError }, (request: FastifyRequest, reply: FastifyReply) => {
+  fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError }, async (request: FastifyRequest, reply: FastifyReply) => {
     const subscription = parseSubscription(request.query as Record<string, unknown>)
     if (subscription.size === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
-    if (authorizeSubscribe === undefined) {
-      startPoll(request, reply, subscription)
-    } else {
-      authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to').then(
-        () => { startPoll(request, reply, subscription) },
-        (error: unknown) => { reply.send(error) }
-      )
-    }
-  })
+    if (authorizeSubscribe !== undefined) await authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to')
 
-  function startPoll (request: FastifyRequest, reply: FastifyReply, subscription: Map<string, ReadPosition>): void {
-    reply.type('application/json; charset=utf-8')
-    const receiver = { answer: (body: string) => reply.send(body), fail: (error: unknown) => reply.send(error) }
-    const poll = bus.poll(subscription, receiver, { wait: (request.query as { wait?: string }).wait !== '0' })
+    const poll = bus.poll(subscription, { wait: (request.query as { wait?: string }).wait !== '0' })
     if (request.raw.socket.destroyed) {
       // The client hung up before this point (say, while an authorization hook ran): its 'close' is past.
       poll.cancel()
@@ -59,7 +45,9 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
       // 'close' comes once, also after a normal answer, when cancelling is a no-op.
       reply.raw.on('close', () => poll.cancel())
     }
-  }
+    reply.type('application/json; charset=utf-8')
+    return poll.reply
+  })
 
   // The channel goes in the path, or in the query string: WHATWG URL clients (browsers, fetch)
   // resolve the names "." and "..", even percent-encoded, as dot segments before sending.

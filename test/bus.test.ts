@@ -1,7 +1,7 @@
 // The bus with an engine that answers reads asynchronously, as an engine over the network does:
 // publishes and hang-ups can then fall between a poll's steps.
 import t, { type Test } from 'tap'
-import { CometBus, type PendingPoll } from '../lib/bus.js'
+import { CometBus } from '../lib/bus.js'
 import { fromNow, fromOldest, MemoryEngine, type ChannelBacklog, type ChannelWatcher, type CometEngine, type ReadPosition } from '../plugin.js'
 import { sleep } from './helpers.js'
 
@@ -33,34 +33,25 @@ function busOn (t: Test, pollTimeoutMs = 30_000): { bus: CometBus, engine: SlowE
   return { bus, engine }
 }
 
-/** Starts a poll whose outcome is a promise, as a test wants it: the answer, or the error. */
-function startPoll (bus: CometBus, subscription: ReadonlyMap<string, ReadPosition>): { poll: PendingPoll, reply: Promise<string> } {
-  let poll!: PendingPoll
-  const reply = new Promise<string>((resolve, reject) => {
-    poll = bus.poll(subscription, { answer: resolve, fail: reject })
-  })
-  return { poll, reply }
-}
-
 function subscription (...channels: string[]): Map<string, ReadPosition> {
   return new Map(channels.map(channel => [channel, fromNow]))
 }
 
 t.test('a publish while the first reads are under way is read again and answered, not missed', async t => {
   const { bus } = busOn(t)
-  const { reply: pollReply } = startPoll(bus, subscription('room', 'lobby'))
+  const poll = bus.poll(subscription('room', 'lobby'))
   const { id } = await bus.publish('room', 'during the read')
-  const reply = JSON.parse(await pollReply)
+  const reply = JSON.parse(await poll.reply)
   t.same(reply.m, { room: [{ id, data: 'during the read' }] })
   t.equal(bus.stats().pending, 0)
 })
 
 t.test('a hang-up while the first reads are under way: the poll never waits and is never answered', async t => {
   const { bus, engine } = busOn(t)
-  const { poll, reply: pollReply } = startPoll(bus, subscription('room'))
+  const poll = bus.poll(subscription('room'))
   poll.cancel()
   let settled = false
-  pollReply.then(() => { settled = true }, () => { settled = true })
+  poll.reply.then(() => { settled = true }, () => { settled = true })
   await sleep(20)
   t.equal(settled, false)
   t.same(bus.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
@@ -69,7 +60,7 @@ t.test('a hang-up while the first reads are under way: the poll never waits and 
 
 t.test('a hang-up while the answer to a publish is being read: nothing is counted as delivered', async t => {
   const { bus } = busOn(t)
-  const { poll } = startPoll(bus, subscription('room'))
+  const poll = bus.poll(subscription('room'))
   await sleep(10)
   t.equal(bus.stats().pending, 1)
   await bus.publish('room', 1)
@@ -81,22 +72,22 @@ t.test('a hang-up while the answer to a publish is being read: nothing is counte
 
 t.test('an engine failing to read the answer to a publish fails that poll, and only that poll', async t => {
   const { bus, engine } = busOn(t)
-  const { reply: failingReply } = startPoll(bus, subscription('room'))
+  const failing = bus.poll(subscription('room'))
   await sleep(10)
   engine.failReads = true
   await bus.publish('room', 1)
-  await t.rejects(failingReply, { message: 'engine down' })
+  await t.rejects(failing.reply, { message: 'engine down' })
   engine.failReads = false
   t.equal(bus.stats().pending, 0)
-  const { reply: nextReply } = startPoll(bus, new Map([['room', fromOldest]]))
-  t.match(JSON.parse(await nextReply), { s: 1 })
+  const next = bus.poll(new Map([['room', fromOldest]]))
+  t.match(JSON.parse(await next.reply), { s: 1 })
 })
 
 t.test('an engine failing to read at the timeout fails the poll', async t => {
   const { bus, engine } = busOn(t, 20)
-  const { reply: pollReply } = startPoll(bus, subscription('room'))
+  const poll = bus.poll(subscription('room'))
   await sleep(5)
   engine.failReads = true
-  await t.rejects(pollReply, { message: 'engine down' })
+  await t.rejects(poll.reply, { message: 'engine down' })
   t.equal(bus.stats().pending, 0)
 })
