@@ -187,7 +187,7 @@ export class CometClient {
       unsubscribe: () => {
         const current = this.#channels.get(channel)
         if (current?.listeners.delete(listener) !== true) return
-        settleReady(new CometClientError(`fastify-comet client: unsubscribed from "${channel}" before it was ready`, 'FST_COMET_CLIENT_UNSUBSCRIBED'))
+        settleReady(unsubscribedError(channel))
         if (current.listeners.size === 0) this.unsubscribe(channel)
       }
     }
@@ -198,7 +198,7 @@ export class CometClient {
     const state = this.#channels.get(channel)
     if (state === undefined) return
     this.#channels.delete(channel)
-    const error = new CometClientError(`fastify-comet client: unsubscribed from "${channel}" before it was ready`, 'FST_COMET_CLIENT_UNSUBSCRIBED')
+    const error = unsubscribedError(channel)
     for (const listener of state.listeners) listener.settleReady(error)
     state.listeners.clear()
     this.#restartPoll()
@@ -375,6 +375,10 @@ function assertChannelName (channel: unknown): void {
   if (typeof channel !== 'string' || !channelNameRegExp.test(channel)) {
     throw new CometClientError(`fastify-comet client: invalid channel name ${JSON.stringify(channel)}; a channel name has 1 to 128 characters from A-Z a-z 0-9 _ - . : @`, 'FST_COMET_INVALID_CHANNEL')
   }
+}
+
+function unsubscribedError (channel: string): CometClientError {
+  return new CometClientError(`fastify-comet client: unsubscribed from "${channel}" before it was ready`, 'FST_COMET_CLIENT_UNSUBSCRIBED')
 }
 
 function isClientError (statusCode: number | undefined): boolean {
