@@ -3,12 +3,12 @@
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { CometBus, type CometStats } from './lib/bus.js'
-import { clientRoute } from './lib/client-route.js'
-import { fromNow, fromOldest } from './lib/engine.js'
+import { clientRoute } from './lib/http/client-route.js'
+import { fromNow, fromOldest } from './lib/engines/engine.js'
 import { errors } from './lib/errors.js'
-import { MemoryEngine } from './lib/memory-engine.js'
+import { MemoryEngine } from './lib/engines/memory.js'
 import { resolveOptions, type CometOptions } from './lib/options.js'
-import { cometRoutes } from './lib/routes.js'
+import { cometRoutes } from './lib/http/routes.js'
 
 export interface Comet {
   /** Publishes `data` (any JSON value) on a channel and wakes its waiting polls. */
@@ -66,6 +66,6 @@ export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
 export type { CometStats } from './lib/bus.js'
-export type { CometEngine, ChannelBacklog, ChannelWatcher, ReadPosition, StoredEvent } from './lib/engine.js'
+export type { CometEngine, ChannelBacklog, ChannelWatcher, ReadPosition, StoredEvent } from './lib/engines/engine.js'
 export { fromNow, fromOldest, MemoryEngine, errors }
-export type { MemoryEngineOptions } from './lib/memory-engine.js'
+export type { MemoryEngineOptions } from './lib/engines/memory.js'

@@ -1,6 +1,6 @@
 // The long-poll bus: publishes events into the engine and holds the polls that wait for them. It
-// knows nothing about HTTP; lib/routes.ts turns requests into calls here.
-import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engine.js'
+// knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
+import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
 import { errors } from './errors.js'
 import { countEvents, formatPollReply, isChannelName } from './protocol.js'
 

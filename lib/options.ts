@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import type { CometEngine } from './engine.js'
+import type { CometEngine } from './engines/engine.js'
 import { errors } from './errors.js'
 
 /**

@@ -1,7 +1,7 @@
 // The wire protocol, apart from HTTP plumbing: what a channel name and a cursor may be, how a
 // subscribe names its channels, and the JSON a poll is answered with. README.md documents it.
-import type { ChannelBacklog, ReadPosition } from './engine.js'
-import { fromNow, fromOldest } from './engine.js'
+import type { ChannelBacklog, ReadPosition } from './engines/engine.js'
+import { fromNow, fromOldest } from './engines/engine.js'
 
 /** 1 to 128 characters that need no escaping in a query string or JSON. */
 export const channelNameChars = '[A-Za-z0-9_.:@-]{1,128}'

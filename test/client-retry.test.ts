@@ -1,7 +1,7 @@
 // How the client behaves when polls fail: backoff with full jitter, Retry-After, no tight loops,
 // and errors in the app's callbacks that do not stop it.
 import t, { type Test } from 'tap'
-import { CometClient, type CometClientOptions } from '../lib/client.js'
+import { CometClient, type CometClientOptions } from '../lib/client/client.js'
 import { eventually, serve, sleep } from './helpers.js'
 
 /** Math.random() returns `value` for the rest of the test: the jitter becomes predictable. */

@@ -2,7 +2,7 @@
 // of channels and server restarts, with no event lost or repeated.
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
-import { CometClient, type CometClientOptions, type CometClientState, type CometEvent } from '../lib/client.js'
+import { CometClient, type CometClientOptions, type CometClientState, type CometEvent } from '../lib/client/client.js'
 import comet, { type CometOptions } from '../plugin.js'
 import { closeServer, eventually, serve, sleep } from './helpers.js'
 

@@ -92,8 +92,8 @@ function deliversThePublishedEvent (t: Test, report: ConsumerReport, forms: stri
 t.test('the tarball holds the built library and its declarations, and no sources or tests', async t => {
   t.ok(packedPaths.includes('dist/plugin.js'), 'dist/plugin.js is packed')
   t.ok(packedPaths.includes('dist/plugin.d.ts'), 'dist/plugin.d.ts is packed')
-  t.ok(packedPaths.includes('dist/lib/client.js'), 'the compiled client is packed, to be served')
-  t.ok(packedPaths.includes('dist/lib/client.d.ts'), 'and its declarations')
+  t.ok(packedPaths.includes('dist/lib/client/client.js'), 'the compiled client is packed, to be served')
+  t.ok(packedPaths.includes('dist/lib/client/client.d.ts'), 'and its declarations')
   t.same(packedPaths.filter(path => path.startsWith('test/')), [], 'no test files')
   t.same(packedPaths.filter(path => /\.[cm]?ts$/.test(path) && !/\.d\.[cm]?ts$/.test(path)), [], 'no TypeScript sources')
 })

@@ -1,13 +1,13 @@
-// Serves the client (lib/client.ts) at {prefix}/client.js as one ES module, so that a page can
+// Serves the client (lib/client/client.ts) at {prefix}/client.js as one ES module, so that a page can
 // import it without a build step.
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
-import { errors } from './errors.js'
+import { errors } from '../errors.js'
 
 export async function clientRoute (fastify: FastifyInstance): Promise<void> {
-  const script = await (defaultClientScript ??= loadClientScript(new URL('.', import.meta.url)))
+  const script = await (defaultClientScript ??= loadClientScript(new URL('../client/', import.meta.url)))
   const etag = `"${createHash('sha256').update(script).digest('base64url').slice(0, 27)}"`
 
   fastify.get('/client.js', async (request, reply) => {

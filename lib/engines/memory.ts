@@ -1,8 +1,9 @@
+// The in-memory engine: each channel's recent events in this process, watchers woken synchronously.
 import { randomBytes } from 'node:crypto'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition, StoredEvent } from './engine.js'
 import { fromNow, fromOldest } from './engine.js'
-import { errors } from './errors.js'
-import { defaultHistorySize, defaultHistoryTtl } from './options.js'
+import { errors } from '../errors.js'
+import { defaultHistorySize, defaultHistoryTtl } from '../options.js'
 
 export interface MemoryEngineOptions {
   /** Events kept per channel. @default 100 */

@@ -1,10 +1,10 @@
 // Where a request enters: the subscribe and publish routes. They check what HTTP brings (schemas,
 // limits, authorization) and hand over to the bus.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
-import type { CometBus } from './bus.js'
-import { errors } from './errors.js'
-import type { CometAuthorizer, ResolvedCometOptions } from './options.js'
-import { parseSubscription } from './protocol.js'
+import type { CometBus } from '../bus.js'
+import { errors } from '../errors.js'
+import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
+import { parseSubscription } from '../protocol.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
 export interface CometRoutesOptions {
