@@ -66,6 +66,6 @@ export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
 export type { CometStats } from './lib/bus.js'
-export type { CometEngine, ChannelBacklog, ChannelWatcher, ReadPosition, StoredEvent } from './lib/engines/engine.js'
+export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, ReadPosition, StoredEvent } from './lib/engines/engine.js'
 export { fromNow, fromOldest, MemoryEngine, errors }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'

@@ -49,4 +49,19 @@ export interface CometEngine {
   channelCount (): number
   /** Releases timers and connections. The plugin calls it only on an engine it created. */
   close (): Promise<void>
+  /**
+   * The state of the engine's connection to a shared store, for metrics. Engines that live in the
+   * process (MemoryEngine) leave it out: they are always connected.
+   */
+  health? (): EngineHealth
+}
+
+/** What an engine backed by a server (Redis) reports of its connection. */
+export interface EngineHealth {
+  /** True while the engine can publish and read. */
+  readonly connected: boolean
+  /** Times the connection was lost and made again since the engine started. */
+  readonly reconnections: number
+  /** Waiting polls woken after a reconnection because their channel had moved while the engine was cut off. */
+  readonly healedNotifications: number
 }
