@@ -1,3 +1,4 @@
+import { inspect } from 'node:util'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import t, { type Test } from 'tap'
 import comet, { type CometOptions } from '../plugin.js'
@@ -69,6 +70,17 @@ t.test('hooks may be async', async t => {
 t.test('anything but true denies, so a hook that forgets to return does not let everyone in', async t => {
   const app = await appWith(t, { authorizeSubscribe: (() => undefined) as unknown as CometOptions['authorizeSubscribe'] })
   t.equal((await app.inject('/comet/subscribe?subscribed[room]=0')).statusCode, 403)
+
+  // Regression: a truthy verdict that is not true ('yes', 1) was let through.
+  for (const verdict of ['yes', 'true', 1, {}, [], Promise.resolve('yes')]) {
+    const hook = (() => verdict) as unknown as CometOptions['authorizeSubscribe']
+    const truthy = await appWith(t, { authorizeSubscribe: hook, authorizePublish: hook })
+    const what = `a hook returning ${inspect(verdict)}`
+    t.equal((await truthy.inject('/comet/subscribe?subscribed[room]=0')).statusCode, 403, `${what} denies a subscribe`)
+    t.equal((await truthy.inject({ method: 'POST', url: '/comet/publish/room' })).statusCode, 403, `${what} denies a publish`)
+    t.equal((await truthy.inject({ method: 'POST', url: '/comet/publish?channel=room' })).statusCode, 403, `${what} denies a publish in the query form`)
+    t.equal(truthy.comet.stats().published, 0)
+  }
 })
 
 t.test('an error thrown by a hook keeps its status code, so a hook can answer 401', async t => {

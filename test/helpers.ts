@@ -82,3 +82,20 @@ export async function eventually (condition: () => boolean, timeoutMs = 2000): P
     await sleep(5)
   }
 }
+
+/**
+ * Resolves as `promise` does, or rejects once `ms` milliseconds have passed: a deadline far below
+ * the poll timeout turns a bug that only delays an answer (a poll left to time out) into a quick
+ * failure instead of a slow pass.
+ */
+export async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}

@@ -12,7 +12,7 @@
 import { strict as assert } from 'node:assert'
 import fc from 'fast-check'
 import t from 'tap'
-import { closeServer, eventually, poll, publish, serve, sleep, type PollReply } from './helpers.js'
+import { closeServer, eventually, poll, publish, serve, sleep, within as settleWithin, type PollReply } from './helpers.js'
 
 /** One try of 50 ms: polls time out often, so timeouts interleave with everything else. */
 const TRIES = 1
@@ -275,15 +275,7 @@ async function play (scenario: Scenario): Promise<void> {
 
 /** Rejects when `promise` takes longer than any reply of this test should. */
 async function within<T> (promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${HANG_MS} ms`)), HANG_MS)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+  return await settleWithin(promise, HANG_MS, what)
 }
 
 function isDeepEqual (a: unknown, b: unknown): boolean {
