@@ -1,7 +1,7 @@
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import t from 'tap'
-import comet, { MemoryEngine } from '../plugin.js'
-import { eventually, poll, serve, sleep } from './helpers.js'
+import comet, { MemoryEngine, type ChannelWatcher } from '../plugin.js'
+import { eventually, poll, serve, within } from './helpers.js'
 
 t.test('a client that hangs up mid-poll is forgotten at once', async t => {
   const { app, origin } = await serve(t)
@@ -38,8 +38,11 @@ t.test('fastify.close() answers every waiting poll at once with s=0 and its curs
   const { app, origin } = await serve(t)
   const waiting = [poll(origin, { a: '0' }), poll(origin, { a: '0', b: '0' }), poll(origin, { c: '0' })]
   await eventually(() => app.comet.stats().pending === 3)
-  await app.close()
-  const replies = await Promise.all(waiting)
+  // Deadlines far below the 40 s the polls would wait: answered only at their timeout (say, from
+  // onClose rather than preClose, or not by close() at all), they would pass, slowly.
+  const closing = app.close()
+  const replies = await within(Promise.all(waiting), 3000, 'the waiting polls')
+  await within(closing, 3000, 'fastify.close()')
   t.same(replies.map(r => r.status), [200, 200, 200])
   t.same(replies.map(r => r.body.s), [0, 0, 0])
   t.same(replies.map(r => Object.keys(r.body.p)), [['a'], ['a', 'b'], ['c']])
@@ -49,14 +52,16 @@ t.test('a poll that reaches the bus while the server closes is answered at once'
   const app = Fastify()
   let release: () => void = () => {}
   const held = new Promise<void>(resolve => { release = resolve })
+  let reached: () => void = () => {}
+  const inHook = new Promise<void>(resolve => { reached = resolve })
   // The authorization hook holds the poll until close() has begun.
-  await app.register(comet, { authorizeSubscribe: async () => { await held; return true } })
+  await app.register(comet, { authorizeSubscribe: async () => { reached(); await held; return true } })
   const late = app.inject('/comet/subscribe?subscribed[room]=0')
-  await sleep(20)
+  await inHook
   const closing = app.close()
   release()
-  const reply = await late
-  await closing
+  const reply = await within(late, 3000, 'the poll that came during close()')
+  await within(closing, 3000, 'fastify.close()')
   t.equal(reply.statusCode, 200)
   t.equal(reply.json().s, 0)
 })
@@ -68,15 +73,17 @@ t.test('a channel with no waiting poll and no event younger than historyTtl is d
   t.equal(body.s, 0)
   t.equal(app.comet.stats().channels, 1, 'a channel that only had a poll goes when the poll ends')
   await eventually(() => app.comet.stats().channels === 0)
-  t.pass('the channel with the expired event is swept')
+  t.equal(app.comet.stats().channels, 0, 'the channel with the expired event is swept')
 })
 
 t.test('a channel that holds events outlives its polls until they expire', async t => {
   const { app, origin } = await serve(t, { historyTtl: 60, tries: 1, sleep: 0.01 })
   await app.comet.publish('room', 1)
-  await poll(origin, { room: 'all' })
-  await sleep(30)
+  const first = await poll(origin, { room: 'all' })
+  t.equal(app.comet.stats().pending, 0, 'the poll is over')
   t.equal(app.comet.stats().channels, 1)
+  const again = await poll(origin, { room: 'all' })
+  t.same([first.body.m?.room?.map(e => e.data), again.body.m?.room?.map(e => e.data)], [[1], [1]], 'and the event is still there for the next one')
 })
 
 t.test('the engine the plugin created is closed with the server; an engine passed in stays open', async t => {
@@ -108,14 +115,34 @@ t.test('two servers on one engine share channels', async t => {
 
 t.test('a client that hangs up while authorizeSubscribe still runs is forgotten too', async t => {
   // Regression: the hang-up came before the poll listened for it, and the poll waited its full time.
+  // The hook holds the poll until the server has seen the socket close.
+  let authorizing: FastifyRequest | undefined
+  let release: () => void = () => {}
+  const held = new Promise<void>(resolve => { release = resolve })
+  const unwatched: string[] = []
+  const engine = new (class extends MemoryEngine {
+    override unwatch (channel: string, watcher: ChannelWatcher): void {
+      unwatched.push(channel)
+      super.unwatch(channel, watcher)
+    }
+  })()
+  t.teardown(() => engine.close())
   const { app, origin } = await serve(t, {
-    authorizeSubscribe: async () => { await sleep(100); return true }
+    engine,
+    authorizeSubscribe: async request => {
+      authorizing = request
+      await held
+      return true
+    }
   })
   const hangUp = new AbortController()
   const abandoned = poll(origin, { room: '0' }, { signal: hangUp.signal }).catch(() => 'aborted')
-  await sleep(20)
+  await eventually(() => authorizing !== undefined)
   hangUp.abort()
   t.equal(await abandoned, 'aborted')
-  await sleep(150)
+  await eventually(() => authorizing?.raw.socket.destroyed === true)
+  release()
+  // The poll reaches the bus, watches its channel, and is forgotten at once: it stops watching.
+  await eventually(() => unwatched.includes('room'))
   t.same(app.comet.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
 })
