@@ -1,7 +1,7 @@
 import Fastify from 'fastify'
 import t from 'tap'
-import comet from '../plugin.js'
-import { eventually, poll, publish, serve, type PollReply } from './helpers.js'
+import comet, { MemoryEngine } from '../plugin.js'
+import { eventually, poll, publish, serve, subscribeQuery, within, type PollReply } from './helpers.js'
 
 t.test('a waiting poll is answered by a publish, not by its timeout', async t => {
   // A 40 s wait (the defaults): only the publish can answer within the test's time.
@@ -125,12 +125,34 @@ t.test('a gap is reported at once, with the events still held, when history evic
 })
 
 t.test('a gap with nothing held still answers at once, and moves the cursor past the loss', async t => {
-  const { app, origin } = await serve(t, { tries: 1, sleep: 5, historyTtl: 0.05 })
+  // A 40 s wait (the defaults), and a deadline far below it: a gap that waited would fail fast.
+  const { app, origin } = await serve(t, { historyTtl: 0.05 })
   const { id: cursor } = await app.comet.publish('room', 'soon gone')
   await eventually(() => app.comet.stats().channels === 0)
-  const { body } = await poll(origin, { room: cursor })
+  const { body } = await within(poll(origin, { room: cursor }), 3000, 'the poll')
   t.same(body, { s: 1, k: {}, m: {}, p: { room: body.p.room }, gap: ['room'] })
   t.not(body.p.room, cursor)
+})
+
+t.test('a cursor before events that expired gets a gap, with the events still held, and p moves past the loss', async t => {
+  // The engine's clock is the test's: events expire without waiting for them.
+  let now = 1_700_000_000_000
+  const engine = new MemoryEngine({ historyTtl: 10, now: () => now })
+  t.teardown(() => engine.close())
+  const { app, origin } = await serve(t, { engine })
+  const { id: cursor } = await app.comet.publish('room', 0)
+  await app.comet.publish('room', 1)
+  now += 6_000
+  await app.comet.publish('room', 2)
+  now += 5_000
+  // Events 0 and 1 are 11 s old, past historyTtl; event 2 is 5 s old. A 40 s wait (the defaults):
+  // a reply that is not at once fails the deadline.
+  const { body } = await within(poll(origin, { room: cursor }), 3000, 'the poll')
+  t.same(body.gap, ['room'], 'event 1 came after the cursor and is gone')
+  t.same(body.m?.room?.map(e => e.data), [2], 'whatever is still held')
+
+  const next = await (await fetch(`${origin}/comet/subscribe?${subscribeQuery(body.p)}&wait=0`)).json() as PollReply
+  t.same(next, { s: 0, p: { room: next.p.room } }, 'the next poll from p lost nothing more')
 })
 
 t.test('a cursor from before a server restart gets a gap, never silence or an error', async t => {
