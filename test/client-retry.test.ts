@@ -2,7 +2,7 @@
 // and errors in the app's callbacks that do not stop it.
 import t, { type Test } from 'tap'
 import { CometClient, type CometClientOptions } from '../lib/client/client.js'
-import { eventually, serve, sleep } from './helpers.js'
+import { eventually, serve, sleep, within } from './helpers.js'
 
 /** Math.random() returns `value` for the rest of the test: the jitter becomes predictable. */
 function fixRandom (t: Test, value: number): void {
@@ -178,7 +178,7 @@ t.test('in a browser, coming back online retries at once', async t => {
   await eventually(() => client.state === 'reconnecting')
   offline = false
   window.dispatchEvent(new Event('online'))
-  await ready
+  await within(ready, 3000, 'the poll after coming back online')
   t.equal(client.state, 'connected', 'not a minute later')
 })
 

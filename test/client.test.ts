@@ -101,7 +101,7 @@ t.test('an answer that arrives after its poll was aborted moves no cursor, and i
   // poll a change of channels had aborted meanwhile, and the events that answer carried were lost.
   const { app, origin } = await serve(t)
   const polls: URL[] = []
-  let race: { polls: number, answer?: string, otherReady?: Promise<void> } | undefined
+  let race: { polls: number, answer?: string, otherReady?: Promise<void> | undefined } | undefined
   const late: { client?: CometClient } = {}
   const { client } = clientOf(t, origin, {
     fetch: async (input, init) => {
