@@ -4,7 +4,7 @@ import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { CometClient, type CometClientOptions, type CometClientState, type CometEvent } from '../lib/client/client.js'
 import comet, { type CometOptions } from '../plugin.js'
-import { closeServer, eventually, serve, sleep } from './helpers.js'
+import { closeServer, eventually, serve, sleep, within } from './helpers.js'
 
 /** A client of `origin`, closed when the test ends, that records its states and gaps. */
 function clientOf (t: Test, origin: string, options: CometClientOptions = {}): { client: CometClient, states: CometClientState[], gaps: string[][] } {
@@ -36,7 +36,8 @@ t.test('a subscribed listener gets each event published after ready, with its ch
   const { client, states } = clientOf(t, origin)
   t.equal(client.state, 'idle')
   const room = recorder()
-  await client.subscribe('room', room.listener).ready
+  // Far below the 40 s a poll waits: a first poll that waited would fail here, not pass slowly.
+  await within(client.subscribe('room', room.listener).ready, 3000, 'ready')
   t.same(states, ['connecting', 'connected'], 'the first poll is answered at once (wait=0)')
 
   const { id } = await app.comet.publish('room', { text: 'hello' })
