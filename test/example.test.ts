@@ -1,7 +1,7 @@
 // The example chat server as `npm start` runs it: a real process, on a free port, stopped by a signal.
 import t from 'tap'
 import { startExample } from './example-process.js'
-import { poll, sleep, type PollReply } from './helpers.js'
+import { poll, sleep, within, type PollReply } from './helpers.js'
 
 // One server for the tests that do not stop it; each uses a room of its own.
 const { origin } = await startExample(t)
@@ -19,13 +19,15 @@ async function storedMessages (room: string): Promise<unknown[]> {
   return (await (await fetch(`${origin}/rooms/${room}/messages`)).json() as { messages: unknown[] }).messages
 }
 
-/** Resolves once the server holds at least one waiting poll. */
+/** Resolves once the server holds at least one waiting poll; rejects after a few seconds of asking. */
 async function pollWaiting (serverOrigin: string): Promise<void> {
-  for (;;) {
+  const deadline = Date.now() + 5000
+  for (let asked = 0; asked < 500 && Date.now() < deadline; asked++) {
     const { pending } = await (await fetch(`${serverOrigin}/stats`)).json() as { pending: number }
     if (pending > 0) return
     await sleep(10)
   }
+  throw new Error(`no poll waited on ${serverOrigin} within 5 s`)
 }
 
 t.test('a message posted to a room is trimmed, stored, and published on the room\'s channel', async t => {
@@ -37,7 +39,8 @@ t.test('a message posted to a room is trimmed, stored, and published on the room
   t.match(posted.body, { seq: Number, name: 'Ada', text: 'hello', at: String })
   t.ok(!Number.isNaN(Date.parse(posted.body.at)), 'at is a date')
 
-  const { body } = await waiting
+  // Far below the time a poll waits, at whose end the message would come too, read again.
+  const { body } = await within(waiting, 5000, 'the poll')
   t.same(body.m?.['chat:posting']?.map(event => event.data), [posted.body], 'the subscriber gets the stored message')
   t.same(await storedMessages('posting'), [posted.body], 'GET /rooms/:room/messages returns it')
 })
@@ -103,7 +106,7 @@ t.test('SIGTERM answers the waiting poll and ends the process with code 0', asyn
   await pollWaiting(server.origin)
 
   const exitCode = server.stop('SIGTERM')
-  const { status, body } = await waiting
+  const { status, body } = await within(waiting, 5000, 'the waiting poll')
   t.equal(status, 200)
   t.match(body, { s: 0, p: { 'chat:closing': String } }, 'answered with nothing new, and a cursor to come back with')
   t.equal(await exitCode, 0)
