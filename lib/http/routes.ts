@@ -5,6 +5,7 @@ import type { CometBus } from '../bus.js'
 import { errors } from '../errors.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import { parseSubscription } from '../protocol.js'
+import { cancelOnHangUp, connectionHoldsPoll } from './hang-up.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
 export interface CometRoutesOptions {
@@ -37,14 +38,10 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
     if (authorizeSubscribe !== undefined) await authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to')
 
+    if (connectionHoldsPoll(request)) throw new errors.FST_COMET_POLL_IN_FLIGHT()
+
     const poll = bus.poll(subscription, { wait: (request.query as { wait?: string }).wait !== '0' })
-    if (request.raw.socket.destroyed) {
-      // The client hung up before this point (say, while an authorization hook ran): its 'close' is past.
-      poll.cancel()
-    } else {
-      // 'close' comes once, also after a normal answer, when cancelling is a no-op.
-      reply.raw.on('close', () => poll.cancel())
-    }
+    cancelOnHangUp(request, reply, poll)
     reply.type('application/json; charset=utf-8')
     return poll.reply
   })
