@@ -1,5 +1,6 @@
 // Forgets a poll the moment its client is gone, however the request came: alone on its connection,
 // pipelined behind others, over HTTP/1.0, or as an HTTP/2 stream.
+import type { Http2ServerRequest } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
@@ -41,7 +42,7 @@ export function cancelOnHangUp (request: FastifyRequest, reply: FastifyReply, po
   const raw = request.raw
   if (raw.httpVersionMajor === 2) {
     // A stream reset or a closed session closes the stream's response, even while it waits.
-    if (raw.stream.destroyed) poll.cancel()
+    if ((raw as unknown as Http2ServerRequest).stream.destroyed) poll.cancel()
     else reply.raw.once('close', () => poll.cancel())
     return
   }
