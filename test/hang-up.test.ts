@@ -134,3 +134,22 @@ t.test('HTTP/2 polls are forgotten when their session is destroyed', async t => 
   await eventually(() => app.comet.stats().pending === 0, 1000)
   t.same(app.comet.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
 })
+
+t.test('an HTTP/2 stream reset while authorizeSubscribe runs leaves no poll behind', async t => {
+  let release: () => void = () => {}
+  const held = new Promise<void>(resolve => { release = resolve })
+  const asked: Array<{ raw: { stream: { destroyed: boolean } } }> = []
+  const { app, origin } = await http2Server(t, {
+    authorizeSubscribe: async request => { asked.push(request as never); await held; return true }
+  })
+  const session = connectHttp2(origin)
+  t.teardown(() => { session.destroy() })
+  const stream = session.request({ ':path': '/comet/subscribe?subscribed[a]=0' })
+  stream.on('error', () => {})
+  await eventually(() => asked.length === 1, 1000)
+  stream.close(http2Constants.NGHTTP2_CANCEL)
+  await eventually(() => asked[0]?.raw.stream.destroyed === true, 1000)
+  release()
+  await eventually(() => app.comet.stats().channels === 0, 1000)
+  t.same(app.comet.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
+})
