@@ -5,6 +5,7 @@ import type { CometBus } from '../bus.js'
 import { errors } from '../errors.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import { parseSubscription } from '../protocol.js'
+import { strictUtf8Bodies } from './body-parsers.js'
 import { cancelOnHangUp, connectionHoldsPoll } from './hang-up.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
@@ -28,6 +29,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     reply.header('cache-control', 'no-store')
     done()
   })
+  strictUtf8Bodies(fastify)
   fastify.addHook('onError', async (_request, reply, error) => {
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
   })
