@@ -34,7 +34,9 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
   })
 
-  fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError }, async (request: FastifyRequest, reply: FastifyReply) => {
+  // Fastify's automatic HEAD route would run the handler and hold a real poll for nothing.
+  fastify.head('/subscribe', (_request, reply) => { reply.type('application/json; charset=utf-8').send() })
+  fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError, exposeHeadRoute: false }, async (request: FastifyRequest, reply: FastifyReply) => {
     const subscription = parseSubscription(request.query as Record<string, unknown>)
     if (subscription.size === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
