@@ -65,6 +65,12 @@ export interface CometOptions {
    */
   batchSize?: number | undefined
   /**
+   * Most bytes of events in one reply, besides `batchSize`: a client with more to catch up gets
+   * the rest at once on its next poll. An event larger than this still goes, alone.
+   * @default 1048576 (1 MiB)
+   */
+  maxReplyBytes?: number | undefined
+  /**
    * Called for each channel of an HTTP publish. `fastify.comet.publish()` is server code and is
    * not asked.
    * @default undefined (everyone may publish)
@@ -103,6 +109,7 @@ export interface ResolvedCometOptions {
   maxPayload: number
   maxPending: number
   batchSize: number
+  maxReplyBytes: number
   authorizePublish: CometAuthorizer | undefined
   authorizeSubscribe: CometAuthorizer | undefined
   engine: CometEngine | undefined
@@ -118,6 +125,7 @@ export const defaultMaxChannels = 32
 export const defaultMaxPayload = 65536
 export const defaultMaxPending = Infinity
 export const defaultBatchSize = 100
+export const defaultMaxReplyBytes = 1024 * 1024
 
 // Options of fastify.register() itself, which reach every plugin's options object.
 const registerOptions = ['logLevel', 'logSerializers']
@@ -135,6 +143,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     maxPayload = defaultMaxPayload,
     maxPending = defaultMaxPending,
     batchSize = defaultBatchSize,
+    maxReplyBytes = defaultMaxReplyBytes,
     authorizePublish,
     authorizeSubscribe,
     engine,
@@ -156,6 +165,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
   positiveInteger('maxChannels', maxChannels)
   positiveInteger('maxPayload', maxPayload)
   positiveInteger('batchSize', batchSize)
+  positiveInteger('maxReplyBytes', maxReplyBytes)
   if (maxPending !== Infinity) positiveInteger('maxPending', maxPending, 'a positive integer or Infinity')
   optionalFunction('authorizePublish', authorizePublish)
   optionalFunction('authorizeSubscribe', authorizeSubscribe)
@@ -188,6 +198,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     maxPayload,
     maxPending,
     batchSize,
+    maxReplyBytes,
     authorizePublish,
     authorizeSubscribe,
     engine,
@@ -197,7 +208,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
 
 function knownOptionNames (): string {
   return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'maxChannels', 'maxPayload', 'maxPending',
-    'batchSize', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient'].join(', ')
+    'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient'].join(', ')
 }
 
 function invalid (name: string, expected: string, value: unknown): never {
