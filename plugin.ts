@@ -26,7 +26,12 @@ declare module 'fastify' {
 const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions) => {
   const options = resolveOptions(rawOptions)
   const ownsEngine = options.engine === undefined
-  const engine = options.engine ?? new MemoryEngine({ historySize: options.historySize, historyTtl: options.historyTtl })
+  const engine = options.engine ?? new MemoryEngine({
+    historySize: options.historySize,
+    historyTtl: options.historyTtl,
+    historyBytes: options.historyBytes,
+    historyChannels: options.historyChannels
+  })
   const bus = new CometBus(engine, options)
 
   // Registered as a child so that its hooks stay on the plugin's own routes.

@@ -43,6 +43,19 @@ export interface CometOptions {
    */
   historyTtl?: number | undefined
   /**
+   * Bytes the built-in memory engine's history may take across all channels: the events' JSON and
+   * ids, plus a fixed cost per event and per channel. Past it, the oldest events of any channel are
+   * evicted and a client that needed them is told with `gap`; a publish never fails for it.
+   * @default a quarter of the Node.js heap limit (about 1 GiB of a default 4 GiB heap)
+   */
+  historyBytes?: number | undefined
+  /**
+   * Channels the built-in memory engine may hold events for at once. Past it, the oldest events of
+   * any channel are evicted until a channel holds none.
+   * @default 100000
+   */
+  historyChannels?: number | undefined
+  /**
    * Most channels one subscribe may name.
    * @default 32
    */
@@ -105,6 +118,9 @@ export interface ResolvedCometOptions {
   retryAfterSeconds: number
   historySize: number
   historyTtl: number
+  /** Undefined: the memory engine's default, from the heap limit. */
+  historyBytes: number | undefined
+  historyChannels: number
   maxChannels: number
   maxPayload: number
   maxPending: number
@@ -121,6 +137,7 @@ export const defaultTries = 20
 export const defaultSleep = 2
 export const defaultHistorySize = 100
 export const defaultHistoryTtl = 300
+export const defaultHistoryChannels = 100_000
 export const defaultMaxChannels = 32
 export const defaultMaxPayload = 65536
 export const defaultMaxPending = Infinity
@@ -139,6 +156,8 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     sleep = defaultSleep,
     historySize,
     historyTtl,
+    historyBytes,
+    historyChannels,
     maxChannels = defaultMaxChannels,
     maxPayload = defaultMaxPayload,
     maxPending = defaultMaxPending,
@@ -178,7 +197,12 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     }
     if (historySize !== undefined) invalid('historySize', 'left out when an engine is given (configure the engine itself)', historySize)
     if (historyTtl !== undefined) invalid('historyTtl', 'left out when an engine is given (configure the engine itself)', historyTtl)
+    if (historyBytes !== undefined) invalid('historyBytes', 'left out when an engine is given (configure the engine itself)', historyBytes)
+    if (historyChannels !== undefined) invalid('historyChannels', 'left out when an engine is given (configure the engine itself)', historyChannels)
   }
+  if (historyBytes !== undefined) positiveInteger('historyBytes', historyBytes)
+  const resolvedHistoryChannels = historyChannels ?? defaultHistoryChannels
+  positiveInteger('historyChannels', resolvedHistoryChannels)
   const resolvedHistorySize = historySize ?? defaultHistorySize
   const resolvedHistoryTtl = historyTtl ?? defaultHistoryTtl
   positiveInteger('historySize', resolvedHistorySize)
@@ -194,6 +218,8 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     retryAfterSeconds: Math.ceil(sleep),
     historySize: resolvedHistorySize,
     historyTtl: resolvedHistoryTtl,
+    historyBytes,
+    historyChannels: resolvedHistoryChannels,
     maxChannels,
     maxPayload,
     maxPending,
@@ -207,7 +233,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
 }
 
 function knownOptionNames (): string {
-  return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'maxChannels', 'maxPayload', 'maxPending',
+  return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'maxChannels', 'maxPayload', 'maxPending',
     'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient'].join(', ')
 }
 
