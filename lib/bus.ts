@@ -97,6 +97,12 @@ export class CometBus {
     }
   }
 
+  /** @internal Answer now with what the poll has, as close() does; one still reading answers when it has read. */
+  onAnswerNow (poll: PendingPoll): void {
+    if (poll.state === 'waiting') this.#answer(poll, unchanged(poll.nexts), poll.nexts)
+    else poll.wait = false
+  }
+
   /** @internal The client hung up: forget the poll at once. */
   onHangUp (poll: PendingPoll): void {
     if (poll.state === 'done') return
@@ -204,7 +210,7 @@ export class PendingPoll implements ChannelWatcher {
   readonly reply: Promise<string>
   readonly channels: readonly string[]
   /** False for a poll that answers at once, with or without news. */
-  readonly wait: boolean
+  wait: boolean
   /** The cursor each channel is read from next; set when the poll starts to wait. */
   nexts: readonly string[] = []
   state: 'reading' | 'waiting' | 'answering' | 'done' = 'reading'
@@ -232,6 +238,11 @@ export class PendingPoll implements ChannelWatcher {
   /** The client hung up; nothing more is sent and nothing keeps the poll. */
   cancel (): void {
     this.#bus.onHangUp(this)
+  }
+
+  /** Answers now with what the poll has (nothing new, if it waits): its client wants another one. */
+  answerNow (): void {
+    this.#bus.onAnswerNow(this)
   }
 }
 

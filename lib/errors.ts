@@ -71,11 +71,6 @@ export const errors = {
     'fastify-comet: the server holds its most long-polls already (maxPending %d); retry after the Retry-After delay',
     503
   ),
-  FST_COMET_POLL_IN_FLIGHT: createError(
-    'FST_COMET_POLL_IN_FLIGHT',
-    'fastify-comet: this connection holds a poll that is not answered yet; wait for its answer before polling again on the same connection (do not pipeline subscribes)',
-    429
-  ),
   FST_COMET_CLOSED: createError(
     'FST_COMET_CLOSED',
     'fastify-comet: the server is closing; publish before fastify.close() or on a running instance',

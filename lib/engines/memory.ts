@@ -58,8 +58,8 @@ const cursorPattern = /^([A-Za-z0-9_-]{8})\.([0-9a-z]{1,10})\.([0-9a-z]{1,10})$/
  * What an event costs besides its JSON and id, and what a channel holding events costs besides its
  * events, in bytes of heap: measured with `bench/memory-budget.ts` on Node.js 20 (x64), rounded up.
  */
-const eventCost = 200
-const channelCost = 400
+const eventCost = 270
+const channelCost = 560
 
 /**
  * The default `historyBytes`: a quarter of the heap Node.js may grow to (about 1 GiB of a 4 GiB

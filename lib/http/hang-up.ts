@@ -4,41 +4,31 @@ import type { Http2ServerRequest } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
-/** What the route hands over: a poll it can call off. */
-export interface Cancellable {
+/** What the route hands over: a poll it can call off, or have answered at once. */
+export interface HeldPoll {
   cancel (): void
+  answerNow (): void
 }
 
-interface HeldPoll {
+interface Held {
   readonly response: FastifyReply['raw']
-  readonly poll: Cancellable
+  readonly poll: HeldPoll
 }
 
 /**
- * The polls of each HTTP/1 connection that are not answered yet. A response queued behind another
- * on its connection (pipelining) never emits 'close' when the connection closes: only the socket
- * says so, once for all of them.
+ * The newest poll of each HTTP/1 connection. A response queued behind another on its connection
+ * (pipelining) never emits 'close' when the connection closes: only the socket says so.
  */
-const heldBySocket = new WeakMap<Socket, HeldPoll[]>()
+const newestBySocket = new WeakMap<Socket, Held>()
 
 /**
- * True when the request's HTTP/1 connection holds a poll that is not answered yet. A second poll
- * on it (pipelined) could only be answered after the first, so holding it would cost memory and
- * give the client nothing.
+ * Cancels `poll` as soon as its client goes away. On HTTP/1 a connection holds one waiting poll,
+ * the newest: one pipelined behind another is answered at once (with nothing new), since its answer
+ * could only be sent after the newer one's. So a client that pipelines polls gets them answered
+ * instead of piling them up on the server, and Node.js, which stops reading a connection whose
+ * answers queue up, never stops reading one that holds a waiting poll: its hang-up is seen.
  */
-export function connectionHoldsPoll (request: FastifyRequest): boolean {
-  const raw = request.raw
-  if (raw.httpVersionMajor === 2) return false
-  const held = heldBySocket.get(raw.socket)
-  if (held === undefined) return false
-  for (const entry of held) if (!entry.response.writableEnded) return true
-  // A keep-alive connection polls again once answered: its earlier polls are done with.
-  held.length = 0
-  return false
-}
-
-/** Cancels `poll` as soon as its client goes away. */
-export function cancelOnHangUp (request: FastifyRequest, reply: FastifyReply, poll: Cancellable): void {
+export function cancelOnHangUp (request: FastifyRequest, reply: FastifyReply, poll: HeldPoll): void {
   const raw = request.raw
   if (raw.httpVersionMajor === 2) {
     // A stream reset or a closed session closes the stream's response, even while it waits.
@@ -52,18 +42,11 @@ export function cancelOnHangUp (request: FastifyRequest, reply: FastifyReply, po
     poll.cancel()
     return
   }
-  let held = heldBySocket.get(socket)
-  if (held === undefined) {
-    held = []
-    heldBySocket.set(socket, held)
-    socket.once('close', () => cancelAll(socket))
+  const earlier = newestBySocket.get(socket)
+  if (earlier === undefined) {
+    socket.once('close', () => { newestBySocket.get(socket)?.poll.cancel() })
+  } else if (!earlier.response.writableEnded) {
+    earlier.poll.answerNow()
   }
-  held.push({ response: reply.raw, poll })
-}
-
-function cancelAll (socket: Socket): void {
-  const held = heldBySocket.get(socket) as HeldPoll[]
-  heldBySocket.delete(socket)
-  // Cancelling an answered poll does nothing.
-  for (const { poll } of held) poll.cancel()
+  newestBySocket.set(socket, { response: reply.raw, poll })
 }

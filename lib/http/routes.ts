@@ -6,7 +6,7 @@ import { errors } from '../errors.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import { parseSubscription } from '../protocol.js'
 import { strictUtf8Bodies } from './body-parsers.js'
-import { cancelOnHangUp, connectionHoldsPoll } from './hang-up.js'
+import { cancelOnHangUp } from './hang-up.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
 export interface CometRoutesOptions {
@@ -41,8 +41,6 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     if (subscription.size === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
     if (authorizeSubscribe !== undefined) await authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to')
-
-    if (connectionHoldsPoll(request)) throw new errors.FST_COMET_POLL_IN_FLIGHT()
 
     const poll = bus.poll(subscription, { wait: (request.query as { wait?: string }).wait !== '0' })
     cancelOnHangUp(request, reply, poll)
