@@ -4,7 +4,7 @@ import { connect as connectHttp2, constants as http2Constants } from 'node:http2
 import { connect, type Socket } from 'node:net'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
-import comet, { type CometOptions } from '../plugin.js'
+import comet, { MemoryEngine, type CometEngine, type CometOptions } from '../plugin.js'
 import { eventually, poll, serve, type Served } from './helpers.js'
 
 const subscribeRequest = (channel: string, version = '1.1'): string =>
@@ -43,6 +43,38 @@ t.test('a poll pipelined behind a waiting one answers that one at once, and wait
   await app.comet.publish('b', 'second')
   await eventually(() => received().includes('"data":"second"'))
   t.equal(app.comet.stats().pending, 0)
+})
+
+t.test('a poll pipelined behind one still reading answers that one as soon as it has read', async t => {
+  let releaseReads: () => void = () => {}
+  const readsHeld = new Promise<void>(resolve => { releaseReads = resolve })
+  const memory = new MemoryEngine()
+  t.teardown(() => memory.close())
+  // An engine whose first read waits until the test lets it go, as one over the network may.
+  let reads = 0
+  const engine: CometEngine = {
+    publish: async (channel, json) => await memory.publish(channel, json),
+    read: async (channel, position, limit) => {
+      if (reads++ === 0) await readsHeld
+      return memory.read(channel, position, limit)
+    },
+    watch: (channel, watcher) => { memory.watch(channel, watcher) },
+    unwatch: (channel, watcher) => { memory.unwatch(channel, watcher) },
+    channelCount: () => memory.channelCount(),
+    close: async () => {}
+  }
+  const served = await serve(t, { engine })
+  const { app } = served
+  const { socket, received } = await rawConnection(t, served)
+  socket.write(subscribeRequest('a'))
+  await eventually(() => reads === 1)
+  socket.write(subscribeRequest('b'))
+  await eventually(() => app.comet.stats().pending === 1)
+  releaseReads()
+  await eventually(() => received().includes('"s":0'), 2000)
+  t.equal(app.comet.stats().pending, 1, 'the newest waits')
+  await app.comet.publish('b', 'second')
+  await eventually(() => received().includes('"data":"second"'))
 })
 
 t.test('a burst of pipelined polls holds one poll, and its hang-up is still seen', async t => {

@@ -116,3 +116,22 @@ t.test('a client whose events were evicted by the budget gets gap in its next re
   t.same(body.gap, ['room'])
   t.same(body.m, {})
 })
+
+t.test('events evicted by historySize or expired leave the budget counting exactly what is held', async t => {
+  let now = 1_700_000_000_000
+  const engine = new MemoryEngine({ historySize: 2, historyTtl: 10, historyBytes: 1_000_000, now: () => now })
+  t.teardown(() => engine.close())
+  const empty = engine.historyUsage()
+  await engine.publish('a', '"old"')
+  now += 6000
+  for (let i = 0; i < 4; i++) await engine.publish('b', String(i)) // evicts from the middle of the engine-wide list
+  t.same(engine.read('b', fromOldest, 10).events.map(e => e.json), ['2', '3'])
+  now += 5000
+  t.same(engine.read('a', fromOldest, 10).events, [], '"a" expired')
+  t.equal(engine.historyUsage().channels, 1)
+  now += 10_000
+  engine.read('b', fromOldest, 10)
+  t.same(engine.historyUsage(), empty, 'nothing held, nothing counted')
+  await engine.publish('c', '1')
+  t.equal(engine.read('c', fromOldest, 10).events.length, 1, 'the list works on after being emptied')
+})

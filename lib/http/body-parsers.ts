@@ -10,8 +10,9 @@ const utf8Labels = ['utf-8', 'utf8']
 
 /** Replaces the JSON and text parsers of `fastify` (an encapsulated context: the plugin's routes). */
 export function strictUtf8Bodies (fastify: FastifyInstance): void {
-  const { onProtoPoisoning = 'error', onConstructorPoisoning = 'error' } = fastify.initialConfig as { onProtoPoisoning?: 'error', onConstructorPoisoning?: 'error' }
-  // Fastify's JSON parser, for its errors (empty body, not JSON) and its prototype-poisoning checks.
+  // Fastify's JSON parser, for its errors (empty body, not JSON) and its prototype-poisoning checks
+  // as the application set them.
+  const { onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig as { onProtoPoisoning: 'error', onConstructorPoisoning: 'error' }
   const parseJson = fastify.getDefaultJsonParser(onProtoPoisoning, onConstructorPoisoning)
   fastify.removeContentTypeParser(['application/json', 'text/plain'])
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
