@@ -82,7 +82,7 @@ async function attack (scenario: string): Promise<void> {
       let failed = 0
       const started = Date.now()
       const most = 60_000 // 3.7 GiB in all
-      const deadline = started + 120_000
+      const deadline = started + 240_000
       try {
         await Promise.all(Array.from({ length: 16 }, async (_, loop) => {
           while (published + failed < most && Date.now() < deadline && server.alive()) {

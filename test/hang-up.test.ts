@@ -21,15 +21,20 @@ async function rawConnection (t: Test, { origin }: Served): Promise<{ socket: So
   return { socket, received: () => received }
 }
 
-t.test('pipelined polls on a connection that closes are all forgotten at once', async t => {
+/** Writes `requests` on a connection, closes it once a poll waits, and expects nothing left. */
+async function forgottenOnClose (t: Test, requests: string): Promise<void> {
   const served = await serve(t)
   const { app } = served
   const { socket } = await rawConnection(t, served)
-  socket.write(subscribeRequest('a').repeat(3))
+  socket.write(requests)
   await eventually(() => app.comet.stats().pending === 1)
   socket.destroy()
   await eventually(() => app.comet.stats().pending === 0, 1000)
   t.same(app.comet.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
+}
+
+t.test('pipelined polls on a connection that closes are all forgotten at once', async t => {
+  await forgottenOnClose(t, subscribeRequest('a').repeat(3))
 })
 
 t.test('a poll pipelined behind a waiting one answers that one at once, and waits itself', async t => {
@@ -121,14 +126,7 @@ t.test('maxPending: 50, 60 pipelined polls and a closed connection: new clients 
 })
 
 t.test('an HTTP/1.0 poll is forgotten when its client closes the connection', async t => {
-  const served = await serve(t)
-  const { app } = served
-  const { socket } = await rawConnection(t, served)
-  socket.write(subscribeRequest('a', '1.0'))
-  await eventually(() => app.comet.stats().pending === 1)
-  socket.destroy()
-  await eventually(() => app.comet.stats().pending === 0, 1000)
-  t.same(app.comet.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
+  await forgottenOnClose(t, subscribeRequest('a', '1.0'))
 })
 
 t.test('an HTTP/1.0 poll is answered, and its connection closed', async t => {
