@@ -10,16 +10,16 @@ export interface HeldPoll {
   answerNow (): void
 }
 
-interface Held {
-  readonly response: FastifyReply['raw']
-  readonly poll: HeldPoll
-}
+// The newest poll of each HTTP/1 connection, and its response, kept on the socket itself: cheaper
+// than a WeakMap entry and a listener closure per connection. A response queued behind another on
+// its connection (pipelining) never emits 'close' when the connection closes: only the socket says so.
+const kNewestPoll = Symbol('fastify-comet.newestPoll')
+const kNewestResponse = Symbol('fastify-comet.newestResponse')
 
-/**
- * The newest poll of each HTTP/1 connection. A response queued behind another on its connection
- * (pipelining) never emits 'close' when the connection closes: only the socket says so.
- */
-const newestBySocket = new WeakMap<Socket, Held>()
+interface PollingSocket extends Socket {
+  [kNewestPoll]?: HeldPoll
+  [kNewestResponse]?: FastifyReply['raw']
+}
 
 /**
  * Cancels `poll` as soon as its client goes away. On HTTP/1 a connection holds one waiting poll,
@@ -36,17 +36,23 @@ export function cancelOnHangUp (request: FastifyRequest, reply: FastifyReply, po
     else reply.raw.once('close', () => poll.cancel())
     return
   }
-  const socket = raw.socket
+  const socket = raw.socket as PollingSocket
   if (socket.destroyed) {
     // The client hung up before this point (say, while an authorization hook ran): its 'close' is past.
     poll.cancel()
     return
   }
-  const earlier = newestBySocket.get(socket)
+  const earlier = socket[kNewestPoll]
   if (earlier === undefined) {
-    socket.once('close', () => { newestBySocket.get(socket)?.poll.cancel() })
-  } else if (!earlier.response.writableEnded) {
-    earlier.poll.answerNow()
+    socket.on('close', cancelNewestPoll)
+  } else if (!(socket[kNewestResponse] as FastifyReply['raw']).writableEnded) {
+    earlier.answerNow()
   }
-  newestBySocket.set(socket, { response: reply.raw, poll })
+  socket[kNewestPoll] = poll
+  socket[kNewestResponse] = reply.raw
+}
+
+// Cancelling a poll that was answered does nothing.
+function cancelNewestPoll (this: PollingSocket): void {
+  (this[kNewestPoll] as HeldPoll).cancel()
 }
