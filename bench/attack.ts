@@ -1,12 +1,15 @@
 // Attacks a fastify-comet server the way a hostile client would, and reports what it cost the server:
 // pending polls, peak RSS and heap, and whether the process survived. Every loop is bounded in count
 // and time, and targets only 127.0.0.1.
-//   node --import=tsx bench/attack.ts pipelined|pipelined-max-pending|flood|amplify [--json]
+//   node --import=tsx bench/attack.ts pipelined|pipelined-max-pending|flood|amplify [--heap=<MiB>] [--most=<publishes>]
 // The server is a child process with the plugin's default options (Fastify without a logger), on
-// the default heap; it samples its own memory every 20 ms and answers GET /__stats.
+// the default heap unless --heap sets its --max-old-space-size (the default historyBytes follows);
+// it samples its own memory every 20 ms and answers GET /__stats. --most bounds the flood's
+// publishes (default 60,000: 3.7 GiB in all).
 import { spawn } from 'node:child_process'
 import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { getHeapStatistics } from 'node:v8'
 import Fastify from 'fastify'
 
 const host = '127.0.0.1'
@@ -18,6 +21,7 @@ interface ServerStats {
   heapUsed: number
   peakRss: number
   peakHeapUsed: number
+  heapLimit: number
 }
 
 if (process.argv[2] === '--serve') {
@@ -35,12 +39,17 @@ if (process.argv[2] === '--serve') {
   app.get('/__stats', async () => {
     const { rss, heapUsed } = process.memoryUsage()
     const { pending, channels } = app.comet.stats()
-    return { pending, channels, rss, heapUsed, peakRss: Math.max(peakRss, rss), peakHeapUsed: Math.max(peakHeapUsed, heapUsed) } satisfies ServerStats
+    return { pending, channels, rss, heapUsed, peakRss: Math.max(peakRss, rss), peakHeapUsed: Math.max(peakHeapUsed, heapUsed), heapLimit: getHeapStatistics().heap_size_limit } satisfies ServerStats
   })
   await app.listen({ port: 0, host })
   process.stdout.write(`${JSON.stringify({ port: (app.server.address() as { port: number }).port })}\n`)
 } else {
   await attack(process.argv[2] ?? '')
+}
+
+function option (name: string): number | undefined {
+  const given = process.argv.find(a => a.startsWith(`--${name}=`))
+  return given === undefined ? undefined : Number(given.slice(name.length + 3))
 }
 
 async function attack (scenario: string): Promise<void> {
@@ -81,7 +90,7 @@ async function attack (scenario: string): Promise<void> {
       let published = 0
       let failed = 0
       const started = Date.now()
-      const most = 60_000 // 3.7 GiB in all
+      const most = option('most') ?? 60_000
       const deadline = started + 240_000
       try {
         await Promise.all(Array.from({ length: 16 }, async (_, loop) => {
@@ -95,7 +104,7 @@ async function attack (scenario: string): Promise<void> {
         }))
         const alive = server.alive()
         const stats = alive ? await server.stats() : undefined
-        return { survived: alive, published, failed, seconds: (Date.now() - started) / 1000, channels: stats?.channels, peakRssMiB: stats && mib(stats.peakRss), peakHeapMiB: stats && mib(stats.peakHeapUsed), exit: server.exit() }
+        return { survived: alive, published, failed, publishedMiB: mib(published * body.length), seconds: (Date.now() - started) / 1000, channels: stats?.channels, heapLimitMiB: stats && mib(stats.heapLimit), peakRssMiB: stats && mib(stats.peakRss), peakHeapMiB: stats && mib(stats.peakHeapUsed), exit: server.exit() }
       } finally { server.stop() }
     },
     // Issue 12, item 3: 32 channels of 100 × 64 KB, then 16 requests for all of it at once.
@@ -144,7 +153,9 @@ interface RunningServer {
 }
 
 async function startServer (options: Record<string, unknown>): Promise<RunningServer> {
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--serve', JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const heap = option('heap')
+  const heapArguments = heap === undefined ? [] : [`--max-old-space-size=${heap}`]
+  const child = spawn(process.execPath, [...process.execArgv, ...heapArguments, fileURLToPath(import.meta.url), '--serve', JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] })
   let exit: string | undefined
   let stderr = ''
   child.stderr.setEncoding('utf8').on('data', chunk => { stderr = (stderr + String(chunk)).slice(-2000) })
