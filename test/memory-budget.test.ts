@@ -1,6 +1,8 @@
 // The memory engine's budgets: historyBytes across all channels and historyChannels. Past either,
 // the oldest events of any channel are evicted, a client that needed them gets a gap, and a
 // publish never fails.
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import t, { type Test } from 'tap'
 import { fromOldest, MemoryEngine, type MemoryEngineOptions } from '../plugin.js'
 import { eventually, poll, serve } from './helpers.js'
@@ -134,4 +136,19 @@ t.test('events evicted by historySize or expired leave the budget counting exact
   t.same(engine.historyUsage(), empty, 'nothing held, nothing counted')
   await engine.publish('c', '1')
   t.equal(engine.read('c', fromOldest, 10).events.length, 1, 'the list works on after being emptied')
+})
+
+t.test('an evicted event is free to be collected: the engine keeps only its place', async t => {
+  // Regression: the newest lost event of each channel, data and all, was kept to report gaps, so a
+  // flood to new channels kept every evicted event of up to historyChannels channels alive.
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const engine = engineFor(t, { historyBytes: 5000 })
+  await engine.publish('first', kilobyte)
+  const evicted = new WeakRef(engine.read('first', fromOldest, 10).events[0] as object)
+  for (let i = 0; i < 10; i++) await engine.publish(`flood${i}`, kilobyte)
+  t.equal(engine.read('first', fromOldest, 10).events.length, 0, 'evicted')
+  await new Promise(resolve => setImmediate(resolve))
+  gc()
+  t.equal(evicted.deref(), undefined, 'collected')
 })

@@ -274,7 +274,9 @@ export class MemoryEngine implements CometEngine {
       else event.newer.older = event.older
       this.#bytes -= eventBytes(event)
     }
-    held.lostThrough = removed[count - 1]
+    // Its place only: the event itself, with its data, must be free to go.
+    const newestLost = removed[count - 1] as HeldEvent
+    held.lostThrough = { ms: newestLost.ms, n: newestLost.n }
     if (held.events.length === 0) {
       this.#holding--
       this.#bytes -= channelCost
