@@ -4,6 +4,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { CometBus, type CometStats } from './lib/bus.js'
 import { clientRoute } from './lib/http/client-route.js'
+import { closeIdleConnectionsUntilClosed } from './lib/http/drain.js'
 import { fromNow, fromOldest } from './lib/engines/engine.js'
 import { errors } from './lib/errors.js'
 import { MemoryEngine } from './lib/engines/memory.js'
@@ -25,7 +26,12 @@ declare module 'fastify' {
 const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions) => {
   const options = resolveOptions(rawOptions)
   const ownsEngine = options.engine === undefined
-  const engine = options.engine ?? new MemoryEngine({ historySize: options.historySize, historyTtl: options.historyTtl })
+  const engine = options.engine ?? new MemoryEngine({
+    historySize: options.historySize,
+    historyTtl: options.historyTtl,
+    historyBytes: options.historyBytes,
+    historyChannels: options.historyChannels
+  })
   const bus = new CometBus(engine, options)
 
   // Registered as a child so that its hooks stay on the plugin's own routes.
@@ -38,7 +44,10 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
   } satisfies Comet)
 
   // Waiting polls are answered before the server stops taking connections, so close() is prompt.
-  fastify.addHook('preClose', async () => bus.close())
+  fastify.addHook('preClose', async () => {
+    bus.close()
+    closeIdleConnectionsUntilClosed(fastify.server)
+  })
   if (ownsEngine) fastify.addHook('onClose', async () => engine.close())
 }
 

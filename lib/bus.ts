@@ -2,7 +2,9 @@
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
 import { errors } from './errors.js'
+import { defaultMaxReplyBytes } from './options.js'
 import { countEvents, formatPollReply, isChannelName } from './protocol.js'
+import { withinReplyBytes } from './reply-bound.js'
 
 export interface CometStats {
   /** Channels the engine holds state for. */
@@ -23,6 +25,8 @@ export interface BusOptions {
   batchSize: number
   /** Most bytes of an event's data as JSON. */
   maxPayload: number
+  /** Most bytes of events in one reply; the first event goes however large. @default 1 MiB */
+  maxReplyBytes?: number
 }
 
 export class CometBus {
@@ -81,7 +85,7 @@ export class CometBus {
   /** Answers every waiting poll now with what it has (nothing new), and every later poll at once. */
   close (): void {
     this.#closing = true
-    for (const poll of this.#waiting) this.#answer(poll, unchanged(poll.nexts))
+    for (const poll of this.#waiting) this.#answer(poll, unchanged(poll.nexts), poll.nexts)
   }
 
   /** @internal Called by a poll's notify(). */
@@ -91,6 +95,12 @@ export class CometBus {
     } else if (poll.state === 'waiting') {
       this.#answerPublish(poll, channel).catch(error => this.#fail(poll, error))
     }
+  }
+
+  /** @internal Answer now with what the poll has, as close() does; one still reading answers when it has read. */
+  onAnswerNow (poll: PendingPoll): void {
+    if (poll.state === 'waiting') this.#answer(poll, unchanged(poll.nexts), poll.nexts)
+    else poll.wait = false
   }
 
   /** @internal The client hung up: forget the poll at once. */
@@ -104,13 +114,15 @@ export class CometBus {
     const { channels } = poll
     // Watch first: a publish while the reads are under way is then seen, and read again below.
     for (const channel of channels) this.#engine.watch(channel, poll)
-    let backlogs = await this.#readAll(channels, positions)
+    let readFrom = positions
+    let backlogs = await this.#readAll(channels, readFrom)
     while (poll.missedPublish && !hasNews(backlogs)) {
       poll.missedPublish = false
-      backlogs = await this.#readAll(channels, backlogs.map(b => b.next))
+      readFrom = backlogs.map(b => b.next)
+      backlogs = await this.#readAll(channels, readFrom)
     }
     if (poll.state === 'done') return
-    if (hasNews(backlogs) || this.#closing || !poll.wait) return this.#answer(poll, backlogs)
+    if (hasNews(backlogs) || this.#closing || !poll.wait) return this.#answer(poll, backlogs, readFrom)
     if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
     poll.nexts = backlogs.map(b => b.next)
     poll.state = 'waiting'
@@ -134,20 +146,20 @@ export class CometBus {
     }
     const backlog = await shared.backlog
     if (poll.channels.length === 1) {
-      shared.reply ??= formatPollReply(poll.channels, [backlog])
-      this.#settle(poll, shared.reply, backlog.events.length)
+      shared.reply ??= this.#format(poll.channels, [backlog], [cursor])
+      this.#settle(poll, shared.reply.json, shared.reply.events)
       return
     }
     const backlogs = unchanged(poll.nexts)
     backlogs[index] = backlog
-    this.#answer(poll, backlogs)
+    this.#answer(poll, backlogs, poll.nexts)
   }
 
   // Nothing came in time. Read once more rather than answer with the cursors held, so that an
   // engine whose notification went astray still delivers, and "now" cursors are fresh.
   async #expire (poll: PendingPoll): Promise<void> {
     this.#release(poll)
-    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts))
+    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts), poll.nexts)
   }
 
   #readAll (channels: readonly string[], positions: readonly ReadPosition[]): Promise<ChannelBacklog[]> {
@@ -155,8 +167,15 @@ export class CometBus {
     return Promise.all(channels.map((channel, i) => this.#engine.read(channel, positions[i] as ReadPosition, batchSize)))
   }
 
-  #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[]): void {
-    this.#settle(poll, formatPollReply(poll.channels, backlogs), countEvents(backlogs))
+  /** `readFrom`: where each backlog was read from, where a channel cut by maxReplyBytes resumes. */
+  #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[], readFrom: readonly ReadPosition[]): void {
+    const reply = this.#format(poll.channels, backlogs, readFrom)
+    this.#settle(poll, reply.json, reply.events)
+  }
+
+  #format (channels: readonly string[], backlogs: readonly ChannelBacklog[], readFrom: readonly ReadPosition[]): Reply {
+    const bounded = withinReplyBytes(backlogs, readFrom, this.#options.maxReplyBytes ?? defaultMaxReplyBytes)
+    return { json: formatPollReply(channels, bounded), events: countEvents(bounded) }
   }
 
   #settle (poll: PendingPoll, reply: string, events: number): void {
@@ -191,7 +210,7 @@ export class PendingPoll implements ChannelWatcher {
   readonly reply: Promise<string>
   readonly channels: readonly string[]
   /** False for a poll that answers at once, with or without news. */
-  readonly wait: boolean
+  wait: boolean
   /** The cursor each channel is read from next; set when the poll starts to wait. */
   nexts: readonly string[] = []
   state: 'reading' | 'waiting' | 'answering' | 'done' = 'reading'
@@ -220,13 +239,24 @@ export class PendingPoll implements ChannelWatcher {
   cancel (): void {
     this.#bus.onHangUp(this)
   }
+
+  /** Answers now with what the poll has (nothing new, if it waits): its client wants another one. */
+  answerNow (): void {
+    this.#bus.onAnswerNow(this)
+  }
 }
 
 /** A read shared by the polls that one publish wakes at the same channel and cursor. */
 interface SharedRead {
   readonly backlog: ChannelBacklog | Promise<ChannelBacklog>
   /** The reply of a poll on this channel alone, once one has been made. */
-  reply: string | undefined
+  reply: Reply | undefined
+}
+
+/** A poll's answer as JSON, and how many events it carries. */
+interface Reply {
+  readonly json: string
+  readonly events: number
 }
 
 /** Backlogs with no events at the cursors held: the answer for channels that did not change. */

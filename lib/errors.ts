@@ -51,6 +51,16 @@ export const errors = {
     'fastify-comet: event data is %d bytes as JSON, more than maxPayload (%d); send less or raise maxPayload',
     413
   ),
+  FST_COMET_UNSUPPORTED_CHARSET: createError<[string]>(
+    'FST_COMET_UNSUPPORTED_CHARSET',
+    'fastify-comet: a publish body in charset %s is not accepted; send it as UTF-8, with charset=utf-8 or no charset',
+    415
+  ),
+  FST_COMET_INVALID_UTF8: createError(
+    'FST_COMET_INVALID_UTF8',
+    'fastify-comet: the publish body is not valid UTF-8; encode the text as UTF-8 (it is refused rather than altered)',
+    400
+  ),
   FST_COMET_FORBIDDEN: createError<[string, string]>(
     'FST_COMET_FORBIDDEN',
     'fastify-comet: not allowed to %s channel "%s"',

@@ -43,6 +43,19 @@ export interface CometOptions {
    */
   historyTtl?: number | undefined
   /**
+   * Bytes the built-in memory engine's history may take across all channels: the events' JSON and
+   * ids, plus a fixed cost per event and per channel. Past it, the oldest events of any channel are
+   * evicted and a client that needed them is told with `gap`; a publish never fails for it.
+   * @default a quarter of the Node.js heap limit (about 1 GiB of a default 4 GiB heap)
+   */
+  historyBytes?: number | undefined
+  /**
+   * Channels the built-in memory engine may hold events for at once. Past it, the oldest events of
+   * any channel are evicted until a channel holds none.
+   * @default 100000
+   */
+  historyChannels?: number | undefined
+  /**
    * Most channels one subscribe may name.
    * @default 32
    */
@@ -64,6 +77,12 @@ export interface CometOptions {
    * @default 100
    */
   batchSize?: number | undefined
+  /**
+   * Most bytes of events in one reply, besides `batchSize`: a client with more to catch up gets
+   * the rest at once on its next poll. An event larger than this still goes, alone.
+   * @default 1048576 (1 MiB)
+   */
+  maxReplyBytes?: number | undefined
   /**
    * Called for each channel of an HTTP publish. `fastify.comet.publish()` is server code and is
    * not asked.
@@ -99,10 +118,14 @@ export interface ResolvedCometOptions {
   retryAfterSeconds: number
   historySize: number
   historyTtl: number
+  /** Undefined: the memory engine's default, from the heap limit. */
+  historyBytes: number | undefined
+  historyChannels: number
   maxChannels: number
   maxPayload: number
   maxPending: number
   batchSize: number
+  maxReplyBytes: number
   authorizePublish: CometAuthorizer | undefined
   authorizeSubscribe: CometAuthorizer | undefined
   engine: CometEngine | undefined
@@ -114,10 +137,12 @@ export const defaultTries = 20
 export const defaultSleep = 2
 export const defaultHistorySize = 100
 export const defaultHistoryTtl = 300
+export const defaultHistoryChannels = 100_000
 export const defaultMaxChannels = 32
 export const defaultMaxPayload = 65536
 export const defaultMaxPending = Infinity
 export const defaultBatchSize = 100
+export const defaultMaxReplyBytes = 1024 * 1024
 
 // Options of fastify.register() itself, which reach every plugin's options object.
 const registerOptions = ['logLevel', 'logSerializers']
@@ -131,10 +156,13 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     sleep = defaultSleep,
     historySize,
     historyTtl,
+    historyBytes,
+    historyChannels,
     maxChannels = defaultMaxChannels,
     maxPayload = defaultMaxPayload,
     maxPending = defaultMaxPending,
     batchSize = defaultBatchSize,
+    maxReplyBytes = defaultMaxReplyBytes,
     authorizePublish,
     authorizeSubscribe,
     engine,
@@ -156,6 +184,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
   positiveInteger('maxChannels', maxChannels)
   positiveInteger('maxPayload', maxPayload)
   positiveInteger('batchSize', batchSize)
+  positiveInteger('maxReplyBytes', maxReplyBytes)
   if (maxPending !== Infinity) positiveInteger('maxPending', maxPending, 'a positive integer or Infinity')
   optionalFunction('authorizePublish', authorizePublish)
   optionalFunction('authorizeSubscribe', authorizeSubscribe)
@@ -168,7 +197,12 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     }
     if (historySize !== undefined) invalid('historySize', 'left out when an engine is given (configure the engine itself)', historySize)
     if (historyTtl !== undefined) invalid('historyTtl', 'left out when an engine is given (configure the engine itself)', historyTtl)
+    if (historyBytes !== undefined) invalid('historyBytes', 'left out when an engine is given (configure the engine itself)', historyBytes)
+    if (historyChannels !== undefined) invalid('historyChannels', 'left out when an engine is given (configure the engine itself)', historyChannels)
   }
+  if (historyBytes !== undefined) positiveInteger('historyBytes', historyBytes)
+  const resolvedHistoryChannels = historyChannels ?? defaultHistoryChannels
+  positiveInteger('historyChannels', resolvedHistoryChannels)
   const resolvedHistorySize = historySize ?? defaultHistorySize
   const resolvedHistoryTtl = historyTtl ?? defaultHistoryTtl
   positiveInteger('historySize', resolvedHistorySize)
@@ -184,10 +218,13 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     retryAfterSeconds: Math.ceil(sleep),
     historySize: resolvedHistorySize,
     historyTtl: resolvedHistoryTtl,
+    historyBytes,
+    historyChannels: resolvedHistoryChannels,
     maxChannels,
     maxPayload,
     maxPending,
     batchSize,
+    maxReplyBytes,
     authorizePublish,
     authorizeSubscribe,
     engine,
@@ -196,8 +233,8 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
 }
 
 function knownOptionNames (): string {
-  return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'maxChannels', 'maxPayload', 'maxPending',
-    'batchSize', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient'].join(', ')
+  return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'maxChannels', 'maxPayload', 'maxPending',
+    'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient'].join(', ')
 }
 
 function invalid (name: string, expected: string, value: unknown): never {

@@ -63,7 +63,7 @@ t.test('error messages say what is wrong and how to fix it', async t => {
   })
 })
 
-const badPublishes: Array<[string, { url: string, headers?: Record<string, string>, payload?: string }, number, string]> = [
+const badPublishes: Array<[string, { url: string, headers?: Record<string, string>, payload?: string | Buffer }, number, string]> = [
   ['a channel name with a space', { url: '/comet/publish/a%20b' }, 400, 'FST_COMET_INVALID_CHANNEL'],
   ['a channel name with an encoded slash', { url: '/comet/publish/a%2Fb' }, 400, 'FST_COMET_INVALID_CHANNEL'],
   ['an empty channel name', { url: '/comet/publish/' }, 400, 'FST_COMET_INVALID_CHANNEL'],
@@ -75,7 +75,13 @@ const badPublishes: Array<[string, { url: string, headers?: Record<string, strin
   ['an unsupported content type', { url: '/comet/publish/room', headers: { 'content-type': 'application/xml' }, payload: '<a/>' }, 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE'],
   ['a form body', { url: '/comet/publish/room', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'a=1' }, 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE'],
   ['malformed JSON', { url: '/comet/publish/room', headers: { 'content-type': 'application/json' }, payload: '{"a":' }, 400, 'FST_ERR_CTP_INVALID_JSON_BODY'],
-  ['a JSON content type and no body', { url: '/comet/publish/room', headers: { 'content-type': 'application/json' } }, 400, 'FST_ERR_CTP_EMPTY_JSON_BODY']
+  ['a JSON content type and no body', { url: '/comet/publish/room', headers: { 'content-type': 'application/json' } }, 400, 'FST_ERR_CTP_EMPTY_JSON_BODY'],
+  // Regression: these were stored with U+FFFD in place of the bytes sent.
+  ['text declared latin1', { url: '/comet/publish/room', headers: { 'content-type': 'text/plain; charset=latin1' }, payload: Buffer.from([0x68, 0xe9]) }, 415, 'FST_COMET_UNSUPPORTED_CHARSET'],
+  ['text that is not UTF-8', { url: '/comet/publish/room', headers: { 'content-type': 'text/plain' }, payload: Buffer.from([0x68, 0xe9]) }, 400, 'FST_COMET_INVALID_UTF8'],
+  ['JSON that is not UTF-8', { url: '/comet/publish/room', headers: { 'content-type': 'application/json' }, payload: Buffer.from([0x22, 0x68, 0xe9, 0x22]) }, 400, 'FST_COMET_INVALID_UTF8'],
+  ['JSON declared UTF-16', { url: '/comet/publish/room', headers: { 'content-type': 'application/json; charset="UTF-16"' }, payload: '"h"' }, 415, 'FST_COMET_UNSUPPORTED_CHARSET'],
+  ['JSON with a __proto__ key', { url: '/comet/publish/room', headers: { 'content-type': 'application/json' }, payload: '{"__proto__":{"x":1}}' }, 400, 'FST_ERR_CTP_INVALID_JSON_BODY']
 ]
 
 for (const [what, request, statusCode, code] of badPublishes) {
@@ -89,6 +95,22 @@ for (const [what, request, statusCode, code] of badPublishes) {
     t.same(held.json().m.room.map((e: { data: unknown }) => e.data), ['kept'], 'what was published is intact')
   })
 }
+
+t.test('a UTF-8 body is published exactly as sent, whichever way its charset is spelled', async t => {
+  const app = await appWithHistory(t)
+  const bodies: Array<[string, string | Buffer, unknown]> = [
+    ['text/plain; charset=UTF-8', Buffer.from('hé 😀', 'utf8'), 'hé 😀'],
+    ['text/plain;charset=utf8', Buffer.from('\ufeffbom kept', 'utf8'), '\ufeffbom kept'],
+    ['application/json; charset="utf-8"', Buffer.from('{"t":"é"}', 'utf8'), { t: 'é' }],
+    ['application/json', '"\\ud800"', '\ud800']
+  ]
+  for (const [contentType, payload] of bodies) {
+    const response = await app.inject({ method: 'POST', url: '/comet/publish/room', headers: { 'content-type': contentType }, payload })
+    t.equal(response.statusCode, 200, contentType)
+  }
+  const held = await app.inject('/comet/subscribe?subscribed[room]=all')
+  t.same(held.json().m.room.map((e: { data: unknown }) => e.data), ['kept', ...bodies.map(b => b[2])])
+})
 
 t.test('publish from server code rejects what it cannot send, with a coded error', async t => {
   const app = await appWithHistory(t)

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import Fastify from 'fastify'
 import t from 'tap'
 import type * as ClientModule from '../lib/client/client.js'
@@ -34,14 +35,70 @@ t.test('GET {prefix}/client.js serves the client as a JavaScript module that wor
 
 t.test('a browser that has the script already gets 304 Not Modified', async t => {
   const { origin } = await serve(t)
-  const first = await fetch(`${origin}/comet/client.js`)
+  const identity = { 'accept-encoding': 'identity' }
+  const first = await fetch(`${origin}/comet/client.js`, { headers: identity })
   const etag = first.headers.get('etag')
   t.match(etag, /^"[A-Za-z0-9_-]{27}"$/)
-  const again = await fetch(`${origin}/comet/client.js`, { headers: { 'if-none-match': etag as string } })
+  const again = await fetch(`${origin}/comet/client.js`, { headers: { ...identity, 'if-none-match': etag as string } })
   t.equal(again.status, 304)
+  t.equal(again.headers.get('etag'), etag)
+  t.equal(again.headers.get('vary'), 'Accept-Encoding')
   t.equal(await again.text(), '')
-  const changed = await fetch(`${origin}/comet/client.js`, { headers: { 'if-none-match': '"older"' } })
+  const changed = await fetch(`${origin}/comet/client.js`, { headers: { ...identity, 'if-none-match': '"older"' } })
   t.equal(changed.status, 200)
+})
+
+t.test('If-None-Match compares weakly, takes a list, and * (RFC 9110 §13.1.2)', async t => {
+  // Regression: only the exact strong tag alone got 304.
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet)
+  const etag = (await app.inject('/comet/client.js')).headers.etag as string
+  const conditional = async (ifNoneMatch: string): Promise<number> =>
+    (await app.inject({ url: '/comet/client.js', headers: { 'if-none-match': ifNoneMatch } })).statusCode
+  t.equal(await conditional(`W/${etag}`), 304, 'a weak tag')
+  t.equal(await conditional(`"older", ${etag}`), 304, 'a list')
+  t.equal(await conditional(`"older",W/${etag}`), 304, 'a list without spaces')
+  t.equal(await conditional('*'), 304, 'any')
+  t.equal(await conditional('"older", W/"other"'), 200, 'a list of others')
+  t.equal(await conditional(etag.slice(1, -1)), 200, 'a tag without its quotes is not the same tag')
+})
+
+t.test('the script is sent compressed when the client accepts it, with Vary: Accept-Encoding', async t => {
+  // Regression: 13.5 KB went out as they are to every browser.
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet)
+  const get = (acceptEncoding?: string) => app.inject({ url: '/comet/client.js', headers: acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding } })
+  const plain = await get()
+  t.equal(plain.headers['content-encoding'], undefined)
+  t.equal(plain.headers.vary, 'Accept-Encoding')
+  const script = plain.body
+
+  const cases: Array<[string, string | undefined]> = [
+    ['gzip, deflate, br', 'br'],
+    ['gzip', 'gzip'],
+    ['x-gzip', 'gzip'],
+    ['br;q=0, gzip;q=0.5', 'gzip'],
+    ['*', 'br'],
+    ['*;q=0', undefined],
+    ['deflate', undefined],
+    ['identity', undefined]
+  ]
+  const etags = new Set<string>()
+  for (const [acceptEncoding, expected] of cases) {
+    const response = await get(acceptEncoding)
+    t.equal(response.headers['content-encoding'], expected, acceptEncoding)
+    t.equal(response.headers.vary, 'Accept-Encoding')
+    const body = response.rawPayload
+    const decoded = expected === 'br' ? brotliDecompressSync(body) : expected === 'gzip' ? gunzipSync(body) : body
+    t.equal(decoded.toString('utf8'), script, `${acceptEncoding}: the same script`)
+    if (expected !== undefined) t.ok(body.length < script.length / 2, `${acceptEncoding}: at most half the size`)
+    etags.add(response.headers.etag as string)
+    const again = await app.inject({ url: '/comet/client.js', headers: { 'accept-encoding': acceptEncoding, 'if-none-match': response.headers.etag as string } })
+    t.equal(again.statusCode, 304, `${acceptEncoding}: its own tag matches`)
+  }
+  t.equal(etags.size, 3, 'each coding has a tag of its own')
 })
 
 t.test('the script follows the prefix, and serveClient: false leaves it out', async t => {

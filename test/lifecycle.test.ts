@@ -1,3 +1,4 @@
+import { connect, type Socket } from 'node:net'
 import Fastify, { type FastifyRequest } from 'fastify'
 import t from 'tap'
 import comet, { MemoryEngine, type ChannelWatcher } from '../plugin.js'
@@ -147,4 +148,41 @@ t.test('a client that hangs up while authorizeSubscribe still runs is forgotten 
   // The poll reaches the bus, watches its channel, and is forgotten at once: it stops watching.
   await eventually(() => unwatched.includes('room'))
   t.same(app.comet.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
+})
+
+t.test('fastify.close() completes promptly whatever keep-alive connections clients hold', async t => {
+  // Regression: a connection whose request was still in flight when close() began went idle a
+  // moment later, and held close() until its keep-alive timeout (72 s by default).
+  let release: () => void = () => {}
+  const held = new Promise<void>(resolve => { release = resolve })
+  const app = Fastify({ keepAliveTimeout: 60_000 })
+  await app.register(comet, { authorizeSubscribe: async (request) => { if (request.query && 'subscribed[late]' in (request.query as object)) await held; return true } })
+  app.get('/slow', async () => { await held; return 'done' })
+  t.teardown(() => { app.server.closeAllConnections() })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+
+  const sockets: Socket[] = []
+  const answers: string[] = []
+  const send = async (request: string): Promise<void> => {
+    const socket = connect(port, '127.0.0.1')
+    sockets.push(socket)
+    const index = answers.push('') - 1
+    socket.setEncoding('utf8').on('data', chunk => { answers[index] = `${answers[index] ?? ''}${String(chunk)}` })
+    await new Promise(resolve => socket.once('connect', resolve))
+    socket.write(request)
+  }
+  t.teardown(() => { for (const socket of sockets) socket.destroy() })
+  await send('GET /comet/subscribe?subscribed[a]=0 HTTP/1.1\r\nHost: x\r\n\r\n') // waits
+  await send('GET /comet/subscribe?subscribed[late]=0 HTTP/1.1\r\nHost: x\r\n\r\n') // caught starting
+  await send('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n') // the application's own slow route
+  await send('POST /comet/publish/b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n') // idle once answered
+  await eventually(() => app.comet.stats().pending === 1 && answers[3] !== '')
+
+  const closing = app.close()
+  setImmediate(release)
+  // Far below the keep-alive timeout: only closing the connections that went idle gets here.
+  const deadline = new Promise<string>(resolve => setTimeout(resolve, 3000, 'still open')).then(String)
+  t.equal(await Promise.race([closing.then(() => 'closed'), deadline]), 'closed')
+  t.match(answers, [/"s":0/, /"s":0/, /done$/, /"id"/])
 })

@@ -36,7 +36,12 @@ const badOptions: Array<[string, Record<string, unknown>, RegExp]> = [
   ['engine of null', { engine: null }, /option "engine".*got null/],
   ['historySize together with an engine', { engine: new MemoryEngine(), historySize: 5 }, /option "historySize" must be left out when an engine is given/],
   ['serveClient as a string', { serveClient: 'no' }, /option "serveClient" must be true or false \(got "no"\)/],
-  ['historyTtl together with an engine', { engine: new MemoryEngine(), historyTtl: 5 }, /option "historyTtl" must be left out when an engine is given/]
+  ['historyTtl together with an engine', { engine: new MemoryEngine(), historyTtl: 5 }, /option "historyTtl" must be left out when an engine is given/],
+  ['historyBytes together with an engine', { engine: new MemoryEngine(), historyBytes: 5 }, /option "historyBytes" must be left out when an engine is given/],
+  ['historyChannels together with an engine', { engine: new MemoryEngine(), historyChannels: 5 }, /option "historyChannels" must be left out when an engine is given/],
+  ['historyBytes of zero', { historyBytes: 0 }, /option "historyBytes" must be a positive integer/],
+  ['historyChannels as a string', { historyChannels: '10' }, /option "historyChannels" must be a positive integer \(got "10"\)/],
+  ['maxReplyBytes as a fraction', { maxReplyBytes: 1.5 }, /option "maxReplyBytes" must be a positive integer/]
 ]
 
 for (const [what, options, message] of badOptions) {

@@ -267,3 +267,14 @@ t.test('a server whose query-string parser nests subscribed[<channel>] (like qs)
   const badCursor = await app.inject('/comet/subscribe?subscribed[room]=%24')
   t.match(badCursor.json(), { statusCode: 400, code: 'FST_COMET_INVALID_CURSOR', message: /channel "room"/ })
 })
+
+t.test('HEAD on subscribe answers at once and holds no poll', async t => {
+  // Regression: Fastify's automatic HEAD route ran the handler and held a real long-poll.
+  const { app, origin } = await serve(t)
+  // A deadline far below the 40 s poll timeout of the defaults.
+  const response = await fetch(`${origin}/comet/subscribe?subscribed[room]=0`, { method: 'HEAD', signal: AbortSignal.timeout(2000) })
+  t.equal(response.status, 200)
+  t.equal(response.headers.get('cache-control'), 'no-store')
+  t.match(response.headers.get('content-type'), /^application\/json/)
+  t.same(app.comet.stats(), { channels: 0, pending: 0, published: 0, delivered: 0 })
+})

@@ -1,15 +1,27 @@
 // The in-memory engine: each channel's recent events in this process, watchers woken synchronously.
 import { randomBytes } from 'node:crypto'
+import { getHeapStatistics } from 'node:v8'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition, StoredEvent } from './engine.js'
 import { fromNow, fromOldest } from './engine.js'
 import { errors } from '../errors.js'
-import { defaultHistorySize, defaultHistoryTtl } from '../options.js'
+import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from '../options.js'
 
 export interface MemoryEngineOptions {
   /** Events kept per channel. @default 100 */
   historySize?: number | undefined
   /** Seconds an event is kept; `Infinity` keeps it until `historySize` evicts it. @default 300 */
   historyTtl?: number | undefined
+  /**
+   * Bytes the history of all channels may take, counted as the events' JSON and ids plus a fixed
+   * cost per event and per channel. Past it the oldest events of any channel are evicted, and a
+   * client that needed them gets a gap. @default a quarter of the heap limit (`defaultHistoryBytes()`)
+   */
+  historyBytes?: number | undefined
+  /**
+   * Channels that may hold events at once. Past it the oldest events of any channel are evicted
+   * until a channel holds none. @default 100000
+   */
+  historyChannels?: number | undefined
   /** The clock, in milliseconds since the Unix epoch; tests pass a fake one. @default Date.now */
   now?: (() => number) | undefined
 }
@@ -22,9 +34,15 @@ interface Position {
   readonly n: number
 }
 
-interface HeldEvent extends StoredEvent, Position {}
+interface HeldEvent extends StoredEvent, Position {
+  readonly channel: Channel
+  /** The next event published after this one, on any channel: the engine-wide list, oldest first. */
+  newer: HeldEvent | undefined
+  older: HeldEvent | undefined
+}
 
 interface Channel {
+  readonly name: string
   /** Oldest first. */
   readonly events: HeldEvent[]
   readonly watchers: Set<ChannelWatcher>
@@ -37,6 +55,23 @@ interface Channel {
 const cursorPattern = /^([A-Za-z0-9_-]{8})\.([0-9a-z]{1,10})\.([0-9a-z]{1,10})$/
 
 /**
+ * What an event costs besides its JSON and id, and what a channel holding events costs besides its
+ * events, in bytes of heap: measured with `bench/memory-budget.ts` on Node.js 20 (x64), rounded up.
+ */
+const eventCost = 270
+const channelCost = 560
+
+/**
+ * The default `historyBytes`: a quarter of the heap Node.js may grow to (about 1 GiB of a 4 GiB
+ * heap, the default on a 64-bit machine with enough memory; `--max-old-space-size` changes it). The
+ * rest is left for the replies made from the history (up to `maxReplyBytes` each), the waiting
+ * polls and the application.
+ */
+export function defaultHistoryBytes (): number {
+  return Math.floor(getHeapStatistics().heap_size_limit / 4)
+}
+
+/**
  * Keeps each channel's recent events in process memory and wakes watchers synchronously on
  * publish. Cursors carry a random id of this engine instance, so a cursor from before a restart is
  * recognised and answered with a gap, never with silence.
@@ -45,19 +80,44 @@ export class MemoryEngine implements CometEngine {
   readonly #channels = new Map<string, Channel>()
   readonly #historySize: number
   readonly #historyTtlMs: number
+  readonly #historyBytes: number
+  readonly #historyChannels: number
+  /** Every held event, in publish order: the oldest is the first to evict, in O(1). */
+  #oldest: HeldEvent | undefined
+  #newest: HeldEvent | undefined
+  /** Bytes held, as historyBytes counts them. */
+  #bytes = 0
+  /** Channels holding at least one event. */
+  #holding = 0
+  /**
+   * The newest event lost (evicted or expired) by each channel that was dropped since, so that a
+   * client coming back to it is told; the oldest entries are forgotten past historyChannels, into
+   * #forgottenLoss.
+   */
+  readonly #lostByDropped = new Map<string, Position>()
+  /** The newest loss forgotten from #lostByDropped: a cursor before it, on a channel created since, gets a gap. */
+  #forgottenLoss: Position | undefined
   readonly #now: () => number
   readonly #instanceId = randomBytes(6).toString('base64url')
   readonly #sweepTimer: NodeJS.Timeout | undefined
   #clockMs = 0
-  /** The cursor at "now" of the last millisecond one was made for: polls in one millisecond share it. */
-  #nowCursor = { ms: -1, cursor: '' }
+  /** The cursor at "now" last made, after every event so far: polls share it until the clock or the timeline moves. */
+  #nowCursor = { ms: -1, n: 0, cursor: '' }
   #last: Position = { ms: 0, n: 0 }
   #closed = false
 
   constructor (options: MemoryEngineOptions = {}) {
-    const { historySize = defaultHistorySize, historyTtl = defaultHistoryTtl, now = Date.now } = options
+    const {
+      historySize = defaultHistorySize,
+      historyTtl = defaultHistoryTtl,
+      historyBytes = defaultHistoryBytes(),
+      historyChannels = defaultHistoryChannels,
+      now = Date.now
+    } = options
     this.#historySize = historySize
     this.#historyTtlMs = historyTtl * 1000
+    this.#historyBytes = historyBytes
+    this.#historyChannels = historyChannels
     this.#now = now
     if (Number.isFinite(this.#historyTtlMs)) {
       // Expired events are also trimmed on every read; the sweep is what drops idle channels.
@@ -72,9 +132,21 @@ export class MemoryEngine implements CometEngine {
     this.#last = position
     const held = this.#channelFor(channel)
     this.#trimExpired(held, ms)
-    const event: HeldEvent = { id: this.#cursor(position), json, ms: position.ms, n: position.n }
+    const event: HeldEvent = { id: this.#cursor(position), json, ms: position.ms, n: position.n, channel: held, newer: undefined, older: this.#newest }
+    if (held.events.length === 0) {
+      this.#holding++
+      this.#bytes += channelCost
+    }
     held.events.push(event)
-    if (held.events.length > this.#historySize) held.lostThrough = held.events.shift()
+    if (this.#newest === undefined) this.#oldest = event
+    else this.#newest.newer = event
+    this.#newest = event
+    this.#bytes += eventBytes(event)
+    if (held.events.length > this.#historySize) this.#forget(held, 1)
+    // The budgets evict the oldest events of any channel, the new one last.
+    while ((this.#bytes > this.#historyBytes || this.#holding > this.#historyChannels) && this.#oldest !== event) {
+      this.#evictOldest()
+    }
     // A watcher usually unwatches itself while notified; a Set visits each remaining member once.
     for (const watcher of held.watchers) watcher.notify(channel)
     return event.id
@@ -99,7 +171,7 @@ export class MemoryEngine implements CometEngine {
     }
     let start = events.length
     while (start > 0 && compare(events[start - 1] as HeldEvent, after) > 0) start--
-    return this.#backlog(held, events, start, limit, this.#lostAfter(held, after, ms), ms)
+    return this.#backlog(held, events, start, limit, this.#lostAfter(channel, held, after, ms), ms)
   }
 
   watch (channel: string, watcher: ChannelWatcher): void {
@@ -121,6 +193,14 @@ export class MemoryEngine implements CometEngine {
     this.#closed = true
     clearInterval(this.#sweepTimer)
     this.#channels.clear()
+    this.#lostByDropped.clear()
+    this.#oldest = this.#newest = undefined
+    this.#bytes = this.#holding = 0
+  }
+
+  /** Bytes held as `historyBytes` counts them, and channels holding events: for tests and measurements. */
+  historyUsage (): { bytes: number, channels: number } {
+    return { bytes: this.#bytes, channels: this.#holding }
   }
 
   #backlog (held: Channel | undefined, events: HeldEvent[], start: number, limit: number, gap: boolean, ms: number): ChannelBacklog {
@@ -130,28 +210,40 @@ export class MemoryEngine implements CometEngine {
   }
 
   // Could an event after `after` have existed on this channel and be gone now?
-  #lostAfter (held: Channel | undefined, after: Position, ms: number): boolean {
-    if (held?.lostThrough !== undefined && compare(after, held.lostThrough) < 0) return true
-    // Before the channel was created here, it was either never used or dropped once all its events
-    // had expired. An event after `after` is at least as young as the cursor, so it can only have
-    // expired if the cursor is older than historyTtl: only then can something have been lost.
-    const created = held?.created ?? { ms, n: 0 }
-    return compare(after, created) < 0 && created.ms - after.ms >= this.#historyTtlMs
+  #lostAfter (channel: string, held: Channel | undefined, after: Position, ms: number): boolean {
+    // A channel dropped since its last loss is remembered by name, until it is created again.
+    const lostThrough = held === undefined ? this.#lostByDropped.get(channel) : held.lostThrough
+    if (lostThrough !== undefined && compare(after, lostThrough) < 0) return true
+    // Before the channel was created here, it was either never used or dropped once it held
+    // nothing: all its events had expired, or the budgets evicted them. An expired event after
+    // `after` is at least as young as the cursor, so it can only be gone if the cursor is older
+    // than historyTtl. An evicted one is remembered above, unless its channel's name was forgotten:
+    // then only a cursor from after every forgotten loss is safe.
+    const created = held?.created
+    if (created !== undefined && compare(after, created) >= 0) return false
+    if (this.#forgottenLoss !== undefined && compare(after, this.#forgottenLoss) < 0) return true
+    return (created?.ms ?? ms) - after.ms >= this.#historyTtlMs
   }
 
-  // A cursor that every later event of the channel comes after, and no held one does.
+  // A cursor that every later event of the channel comes after, and no held or lost one does.
   #head (held: Channel | undefined, ms: number): string {
     const newest = held?.events[held.events.length - 1]
     if (newest !== undefined && newest.ms === ms) return newest.id
-    if (this.#nowCursor.ms !== ms) this.#nowCursor = { ms, cursor: this.#cursor({ ms, n: 0 }) }
+    // After every event so far, of any channel: one evicted in this very millisecond must not come
+    // after "now", or its gap would be told again.
+    const n = this.#last.ms === ms ? this.#last.n : 0
+    if (this.#nowCursor.ms !== ms || this.#nowCursor.n !== n) this.#nowCursor = { ms, n, cursor: this.#cursor({ ms, n }) }
     return this.#nowCursor.cursor
   }
+
 
   #channelFor (channel: string): Channel {
     let held = this.#channels.get(channel)
     if (held === undefined) {
       const ms = this.#tick()
-      held = { events: [], watchers: new Set(), created: this.#last.ms === ms ? this.#last : { ms, n: 0 }, lostThrough: undefined }
+      const lostThrough = this.#lostByDropped.get(channel)
+      if (lostThrough !== undefined) this.#lostByDropped.delete(channel)
+      held = { name: channel, events: [], watchers: new Set(), created: this.#last.ms === ms ? this.#last : { ms, n: 0 }, lostThrough }
       this.#channels.set(channel, held)
     }
     return held
@@ -161,11 +253,46 @@ export class MemoryEngine implements CometEngine {
     const events = held.events
     let expired = 0
     while (expired < events.length && ms - (events[expired] as HeldEvent).ms >= this.#historyTtlMs) expired++
-    if (expired > 0) held.lostThrough = events.splice(0, expired)[expired - 1]
+    if (expired > 0) this.#forget(held, expired)
+  }
+
+  #evictOldest (): void {
+    const held = (this.#oldest as HeldEvent).channel
+    // Events enter the engine-wide list in publish order, and leave a channel oldest first: the
+    // oldest of all is the oldest of its channel.
+    this.#forget(held, 1)
+    this.#dropIfIdle(held.name, held)
+  }
+
+  /** Removes a channel's `count` oldest events, and remembers the newest of them as lost. */
+  #forget (held: Channel, count: number): void {
+    const removed = held.events.splice(0, count)
+    for (const event of removed) {
+      if (event.older === undefined) this.#oldest = event.newer
+      else event.older.newer = event.newer
+      if (event.newer === undefined) this.#newest = event.older
+      else event.newer.older = event.older
+      this.#bytes -= eventBytes(event)
+    }
+    // Its place only: the event itself, with its data, must be free to go.
+    const newestLost = removed[count - 1] as HeldEvent
+    held.lostThrough = { ms: newestLost.ms, n: newestLost.n }
+    if (held.events.length === 0) {
+      this.#holding--
+      this.#bytes -= channelCost
+    }
   }
 
   #dropIfIdle (channel: string, held: Channel): void {
-    if (held.watchers.size === 0 && held.events.length === 0) this.#channels.delete(channel)
+    if (held.watchers.size !== 0 || held.events.length !== 0) return
+    this.#channels.delete(channel)
+    if (held.lostThrough === undefined) return
+    this.#lostByDropped.set(channel, held.lostThrough)
+    if (this.#lostByDropped.size > this.#historyChannels) {
+      const [forgotten, lostThrough] = this.#lostByDropped.entries().next().value as [string, Position]
+      this.#lostByDropped.delete(forgotten)
+      if (this.#forgottenLoss === undefined || compare(lostThrough, this.#forgottenLoss) > 0) this.#forgottenLoss = lostThrough
+    }
   }
 
   #sweep (): void {
@@ -173,6 +300,10 @@ export class MemoryEngine implements CometEngine {
     for (const [channel, held] of this.#channels) {
       this.#trimExpired(held, ms)
       this.#dropIfIdle(channel, held)
+    }
+    // A cursor before a loss older than historyTtl gets a gap by its age alone.
+    for (const [channel, lostThrough] of this.#lostByDropped) {
+      if (ms - lostThrough.ms >= this.#historyTtlMs) this.#lostByDropped.delete(channel)
     }
   }
 
@@ -194,6 +325,10 @@ export class MemoryEngine implements CometEngine {
     if (instanceId !== this.#instanceId) return undefined
     return { ms: parseInt(ms, 36), n: parseInt(n, 36) }
   }
+}
+
+function eventBytes (event: HeldEvent): number {
+  return event.json.length + event.id.length + eventCost
 }
 
 function compare (a: Position, b: Position): number {

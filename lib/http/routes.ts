@@ -5,6 +5,8 @@ import type { CometBus } from '../bus.js'
 import { errors } from '../errors.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import { parseSubscription } from '../protocol.js'
+import { strictUtf8Bodies } from './body-parsers.js'
+import { cancelOnHangUp } from './hang-up.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
 export interface CometRoutesOptions {
@@ -27,24 +29,21 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
     reply.header('cache-control', 'no-store')
     done()
   })
+  strictUtf8Bodies(fastify)
   fastify.addHook('onError', async (_request, reply, error) => {
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
   })
 
-  fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError }, async (request: FastifyRequest, reply: FastifyReply) => {
+  // Fastify's automatic HEAD route would run the handler and hold a real poll for nothing.
+  fastify.head('/subscribe', (_request, reply) => { reply.type('application/json; charset=utf-8').send() })
+  fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError, exposeHeadRoute: false }, async (request: FastifyRequest, reply: FastifyReply) => {
     const subscription = parseSubscription(request.query as Record<string, unknown>)
     if (subscription.size === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
     if (authorizeSubscribe !== undefined) await authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to')
 
     const poll = bus.poll(subscription, { wait: (request.query as { wait?: string }).wait !== '0' })
-    if (request.raw.socket.destroyed) {
-      // The client hung up before this point (say, while an authorization hook ran): its 'close' is past.
-      poll.cancel()
-    } else {
-      // 'close' comes once, also after a normal answer, when cancelling is a no-op.
-      reply.raw.on('close', () => poll.cancel())
-    }
+    cancelOnHangUp(request, reply, poll)
     reply.type('application/json; charset=utf-8')
     return poll.reply
   })

@@ -1,0 +1,58 @@
+// Forgets a poll the moment its client is gone, however the request came: alone on its connection,
+// pipelined behind others, over HTTP/1.0, or as an HTTP/2 stream.
+import type { Http2ServerRequest } from 'node:http2'
+import type { Socket } from 'node:net'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+/** What the route hands over: a poll it can call off, or have answered at once. */
+export interface HeldPoll {
+  cancel (): void
+  answerNow (): void
+}
+
+// The newest poll of each HTTP/1 connection, and its response, kept on the socket itself: cheaper
+// than a WeakMap entry and a listener closure per connection. A response queued behind another on
+// its connection (pipelining) never emits 'close' when the connection closes: only the socket says so.
+const kNewestPoll = Symbol('fastify-comet.newestPoll')
+const kNewestResponse = Symbol('fastify-comet.newestResponse')
+
+interface PollingSocket extends Socket {
+  [kNewestPoll]?: HeldPoll
+  [kNewestResponse]?: FastifyReply['raw']
+}
+
+/**
+ * Cancels `poll` as soon as its client goes away. On HTTP/1 a connection holds one waiting poll,
+ * the newest: one pipelined behind another is answered at once (with nothing new), since its answer
+ * could only be sent after the newer one's. So a client that pipelines polls gets them answered
+ * instead of piling them up on the server, and Node.js, which stops reading a connection whose
+ * answers queue up, never stops reading one that holds a waiting poll: its hang-up is seen.
+ */
+export function cancelOnHangUp (request: FastifyRequest, reply: FastifyReply, poll: HeldPoll): void {
+  const raw = request.raw
+  if (raw.httpVersionMajor === 2) {
+    // A stream reset or a closed session closes the stream's response, even while it waits.
+    if ((raw as unknown as Http2ServerRequest).stream.destroyed) poll.cancel()
+    else reply.raw.once('close', () => poll.cancel())
+    return
+  }
+  const socket = raw.socket as PollingSocket
+  if (socket.destroyed) {
+    // The client hung up before this point (say, while an authorization hook ran): its 'close' is past.
+    poll.cancel()
+    return
+  }
+  const earlier = socket[kNewestPoll]
+  if (earlier === undefined) {
+    socket.on('close', cancelNewestPoll)
+  } else if (!(socket[kNewestResponse] as FastifyReply['raw']).writableEnded) {
+    earlier.answerNow()
+  }
+  socket[kNewestPoll] = poll
+  socket[kNewestResponse] = reply.raw
+}
+
+// Cancelling a poll that was answered does nothing.
+function cancelNewestPoll (this: PollingSocket): void {
+  (this[kNewestPoll] as HeldPoll).cancel()
+}
