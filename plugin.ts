@@ -2,11 +2,12 @@
 // bus to the server's lifecycle and decorates the instance with `fastify.comet`.
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { CometBus, type CometStats } from './lib/bus.js'
+import { CometBus } from './lib/bus.js'
 import { clientRoute } from './lib/http/client-route.js'
 import { fromNow, fromOldest } from './lib/engines/engine.js'
 import { errors } from './lib/errors.js'
 import { MemoryEngine } from './lib/engines/memory.js'
+import { CometMetrics, type CometStats } from './lib/metrics.js'
 import { resolveOptions, type CometOptions } from './lib/options.js'
 import { cometRoutes } from './lib/http/routes.js'
 
@@ -26,11 +27,12 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
   const options = resolveOptions(rawOptions)
   const ownsEngine = options.engine === undefined
   const engine = options.engine ?? new MemoryEngine({ historySize: options.historySize, historyTtl: options.historyTtl })
-  const bus = new CometBus(engine, options)
+  const metrics = new CometMetrics()
+  const bus = new CometBus(engine, options, metrics)
 
   // Registered as a child so that its hooks stay on the plugin's own routes.
-  await fastify.register(cometRoutes, { prefix: options.prefix, bus, options })
-  if (options.serveClient) await fastify.register(clientRoute, { prefix: options.prefix })
+  await fastify.register(cometRoutes, { prefix: options.prefix, bus, metrics, options })
+  if (options.serveClient) await fastify.register(clientRoute, { prefix: options.prefix, options })
 
   fastify.decorate('comet', {
     publish: (channel: string, data?: unknown) => bus.publish(channel, data),
@@ -65,7 +67,8 @@ fastifyComet.fastifyComet = fastifyComet
 export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
-export type { CometStats } from './lib/bus.js'
+export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage } from './lib/metrics.js'
+export { diagnosticsChannels } from './lib/metrics.js'
 export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, ReadPosition, StoredEvent } from './lib/engines/engine.js'
 export { fromNow, fromOldest, MemoryEngine, errors }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'

@@ -2,18 +2,8 @@
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
 import { errors } from './errors.js'
+import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
 import { countEvents, formatPollReply, isChannelName } from './protocol.js'
-
-export interface CometStats {
-  /** Channels the engine holds state for. */
-  channels: number
-  /** Long-polls waiting right now. */
-  pending: number
-  /** Events published through this instance. */
-  published: number
-  /** Events handed to polls, counted once per poll that received them. */
-  delivered: number
-}
 
 export interface BusOptions {
   /** How long a poll with nothing to deliver waits, in milliseconds. */
@@ -37,13 +27,13 @@ export class CometBus {
    * together), so sharing one can never lose or repeat an event.
    */
   readonly #sharedReads = new Map<string, SharedRead>()
-  #published = 0
-  #delivered = 0
+  readonly #metrics: CometMetrics
   #closing = false
 
-  constructor (engine: CometEngine, options: BusOptions) {
+  constructor (engine: CometEngine, options: BusOptions, metrics = new CometMetrics()) {
     this.#engine = engine
     this.#options = options
+    this.#metrics = metrics
   }
 
   /** Stores an event and wakes the polls waiting on its channel. */
@@ -53,7 +43,7 @@ export class CometBus {
     const bytes = Buffer.byteLength(json)
     if (bytes > this.#options.maxPayload) throw new errors.FST_COMET_PAYLOAD_TOO_LARGE(bytes, this.#options.maxPayload)
     const id = await this.#engine.publish(channel, json)
-    this.#published++
+    this.#metrics.onPublish(channel, id)
     return { id }
   }
 
@@ -70,18 +60,13 @@ export class CometBus {
   }
 
   stats (): CometStats {
-    return {
-      channels: this.#engine.channelCount(),
-      pending: this.#waiting.size,
-      published: this.#published,
-      delivered: this.#delivered
-    }
+    return this.#metrics.stats(this.#engine.channelCount(), this.#waiting.size, this.#engine.health?.())
   }
 
   /** Answers every waiting poll now with what it has (nothing new), and every later poll at once. */
   close (): void {
     this.#closing = true
-    for (const poll of this.#waiting) this.#answer(poll, unchanged(poll.nexts))
+    for (const poll of this.#waiting) this.#answer(poll, unchanged(poll.nexts), 'close')
   }
 
   /** @internal Called by a poll's notify(). */
@@ -98,6 +83,7 @@ export class CometBus {
     if (poll.state === 'done') return
     this.#release(poll)
     poll.state = 'done'
+    this.#metrics.onHangUp(poll.channels)
   }
 
   async #start (poll: PendingPoll, positions: readonly ReadPosition[]): Promise<void> {
@@ -110,7 +96,7 @@ export class CometBus {
       backlogs = await this.#readAll(channels, backlogs.map(b => b.next))
     }
     if (poll.state === 'done') return
-    if (hasNews(backlogs) || this.#closing || !poll.wait) return this.#answer(poll, backlogs)
+    if (hasNews(backlogs) || this.#closing || !poll.wait) return this.#answer(poll, backlogs, this.#closing ? 'close' : 'wait0')
     if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
     poll.nexts = backlogs.map(b => b.next)
     poll.state = 'waiting'
@@ -129,25 +115,25 @@ export class CometBus {
     let shared = this.#sharedReads.get(key)
     if (shared === undefined) {
       if (this.#sharedReads.size === 0) queueMicrotask(() => this.#sharedReads.clear())
-      shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined }
+      shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined, wokenAt: performance.now() }
       this.#sharedReads.set(key, shared)
     }
     const backlog = await shared.backlog
     if (poll.channels.length === 1) {
       shared.reply ??= formatPollReply(poll.channels, [backlog])
-      this.#settle(poll, shared.reply, backlog.events.length)
+      this.#settle(poll, shared.reply, backlog.events.length, backlog.gap ? 1 : 0, 'events', shared.wokenAt)
       return
     }
     const backlogs = unchanged(poll.nexts)
     backlogs[index] = backlog
-    this.#answer(poll, backlogs)
+    this.#answer(poll, backlogs, 'events', shared.wokenAt)
   }
 
   // Nothing came in time. Read once more rather than answer with the cursors held, so that an
   // engine whose notification went astray still delivers, and "now" cursors are fresh.
   async #expire (poll: PendingPoll): Promise<void> {
     this.#release(poll)
-    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts))
+    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts), 'timeout')
   }
 
   #readAll (channels: readonly string[], positions: readonly ReadPosition[]): Promise<ChannelBacklog[]> {
@@ -155,15 +141,16 @@ export class CometBus {
     return Promise.all(channels.map((channel, i) => this.#engine.read(channel, positions[i] as ReadPosition, batchSize)))
   }
 
-  #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[]): void {
-    this.#settle(poll, formatPollReply(poll.channels, backlogs), countEvents(backlogs))
+  /** `quietReason`: why the poll is answered if the backlogs carry neither events nor a gap. */
+  #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[], quietReason: AnswerReason, wokenAt?: number): void {
+    this.#settle(poll, formatPollReply(poll.channels, backlogs), countEvents(backlogs), countGaps(backlogs), quietReason, wokenAt)
   }
 
-  #settle (poll: PendingPoll, reply: string, events: number): void {
+  #settle (poll: PendingPoll, reply: string, events: number, gaps: number, quietReason: AnswerReason, wokenAt: number | undefined): void {
     if (poll.state === 'done') return
     this.#release(poll)
     poll.state = 'done'
-    this.#delivered += events
+    this.#metrics.onAnswer(poll.channels, events > 0 || gaps > 0 ? 'events' : quietReason, events, gaps, wokenAt)
     poll.resolve(reply)
   }
 
@@ -227,11 +214,19 @@ interface SharedRead {
   readonly backlog: ChannelBacklog | Promise<ChannelBacklog>
   /** The reply of a poll on this channel alone, once one has been made. */
   reply: string | undefined
+  /** performance.now() when the publish was learnt of: the start of the publish-to-answer time. */
+  readonly wokenAt: number
 }
 
 /** Backlogs with no events at the cursors held: the answer for channels that did not change. */
 function unchanged (nexts: readonly string[]): ChannelBacklog[] {
   return nexts.map(next => ({ events: [], next, gap: false }))
+}
+
+function countGaps (backlogs: readonly ChannelBacklog[]): number {
+  let gaps = 0
+  for (const backlog of backlogs) if (backlog.gap) gaps++
+  return gaps
 }
 
 function hasNews (backlogs: readonly ChannelBacklog[]): boolean {

@@ -5,12 +5,14 @@ import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { errors } from '../errors.js'
+import type { ResolvedCometOptions } from '../options.js'
+import { routeSchema } from './route-options.js'
 
-export async function clientRoute (fastify: FastifyInstance): Promise<void> {
+export async function clientRoute (fastify: FastifyInstance, { options }: { options: ResolvedCometOptions }): Promise<void> {
   const script = await (defaultClientScript ??= loadClientScript(new URL('../client/', import.meta.url)))
   const etag = `"${createHash('sha256').update(script).digest('base64url').slice(0, 27)}"`
 
-  fastify.get('/client.js', async (request, reply) => {
+  fastify.get('/client.js', { ...options.routeOptions, schema: routeSchema({}, options.schemaHide) }, async (request, reply) => {
     // Cached, but checked on every use: a new version of the package is picked up at once.
     reply.header('cache-control', 'no-cache').header('etag', etag)
     if (request.headers['if-none-match'] === etag) return reply.code(304).send()
