@@ -58,6 +58,7 @@ t.test('a poll that reaches the bus while the server closes is answered at once'
   const reply = await late
   await closing
   t.equal(reply.statusCode, 200)
+  t.same(app.comet.stats().answered, { events: 0, timeout: 0, wait0: 0, close: 1 }, 'counted as answered for the close')
   t.equal(reply.json().s, 0)
 })
 

@@ -36,7 +36,13 @@ const badOptions: Array<[string, Record<string, unknown>, RegExp]> = [
   ['engine of null', { engine: null }, /option "engine".*got null/],
   ['historySize together with an engine', { engine: new MemoryEngine(), historySize: 5 }, /option "historySize" must be left out when an engine is given/],
   ['serveClient as a string', { serveClient: 'no' }, /option "serveClient" must be true or false \(got "no"\)/],
-  ['historyTtl together with an engine', { engine: new MemoryEngine(), historyTtl: 5 }, /option "historyTtl" must be left out when an engine is given/]
+  ['historyTtl together with an engine', { engine: new MemoryEngine(), historyTtl: 5 }, /option "historyTtl" must be left out when an engine is given/],
+  ['logLevel that is not a level', { logLevel: 'loud' }, /option "logLevel" must be one of "fatal", "error", "warn", "info", "debug", "trace", "silent" \(got "loud"\)/],
+  ['logSerializers with a value that is not a function', { logSerializers: { req: 'url' } }, /option "logSerializers" must be an object of functions/],
+  ['logSerializers as a function', { logSerializers: () => ({}) }, /option "logSerializers".*got a function/],
+  ['routeConfig as an array', { routeConfig: [] }, /option "routeConfig" must be an object \(got an array\)/],
+  ['constraints as a string', { constraints: 'example.com' }, /option "constraints" must be an object/],
+  ['schemaHide as a string', { schemaHide: 'yes' }, /option "schemaHide" must be true or false/]
 ]
 
 for (const [what, options, message] of badOptions) {
