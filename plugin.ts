@@ -7,7 +7,7 @@ import { clientRoute } from './lib/http/client-route.js'
 import { fromNow, fromOldest } from './lib/engines/engine.js'
 import { errors } from './lib/errors.js'
 import { MemoryEngine } from './lib/engines/memory.js'
-import { CometMetrics, type CometStats } from './lib/metrics.js'
+import { CometMetrics, diagnosticsChannels, type CometStats } from './lib/metrics.js'
 import { resolveOptions, type CometOptions } from './lib/options.js'
 import { cometRoutes } from './lib/http/routes.js'
 
@@ -51,6 +51,7 @@ type FastifyComet = FastifyPluginAsync<CometOptions> & {
   MemoryEngine: typeof MemoryEngine
   fromNow: typeof fromNow
   fromOldest: typeof fromOldest
+  diagnosticsChannels: typeof diagnosticsChannels
 }
 
 // require('fastify-comet') returns the plugin itself (through the 'module.exports' export below),
@@ -59,7 +60,8 @@ const fastifyComet = Object.assign(fp(cometPlugin, { fastify: '5.x', name: 'fast
   errors,
   MemoryEngine,
   fromNow,
-  fromOldest
+  fromOldest,
+  diagnosticsChannels
 }) as FastifyComet
 fastifyComet.default = fastifyComet
 fastifyComet.fastifyComet = fastifyComet
@@ -68,7 +70,6 @@ export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
 export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage } from './lib/metrics.js'
-export { diagnosticsChannels } from './lib/metrics.js'
 export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, ReadPosition, StoredEvent } from './lib/engines/engine.js'
-export { fromNow, fromOldest, MemoryEngine, errors }
+export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'
