@@ -121,7 +121,7 @@ export class CometBus {
     const backlog = await shared.backlog
     if (poll.channels.length === 1) {
       shared.reply ??= formatPollReply(poll.channels, [backlog])
-      this.#settle(poll, shared.reply, backlog.events.length, backlog.gap ? 1 : 0, 'events', shared.wokenAt)
+      this.#settle(poll, shared.reply, backlog.events.length, countGaps([backlog]), 'events', shared.wokenAt)
       return
     }
     const backlogs = unchanged(poll.nexts)

@@ -3,6 +3,7 @@
 // helper adds nothing to the work of a poll or a publish. prom-client is an optional peer
 // dependency: only this module loads it.
 import { Counter, Gauge, Histogram, register as globalRegistry, type MetricType, type Registry } from 'prom-client'
+import type { EngineHealth } from './engines/engine.js'
 import type { CometStats } from './metrics.js'
 
 export interface CometPrometheusOptions {
@@ -75,9 +76,11 @@ export function registerCometMetrics (comet: CometStatsSource, { registry = glob
     'Seconds from a publish (as the bus learns of it) to the answer of each poll it woke.', stats))
 
   if (comet.stats().engine !== undefined) {
-    gauge('engine_connected', '1 while the engine is connected to its store, else 0.', s => s.engine?.connected === true ? 1 : 0)
-    counter('engine_reconnections_total', 'Times the engine lost its connection and made it again.', s => s.engine?.reconnections ?? 0)
-    counter('engine_healed_notifications_total', 'Waiting polls woken after a reconnection because their channel moved meanwhile.', s => s.engine?.healedNotifications ?? 0)
+    // An engine that has health() always reports it.
+    const engine = (s: CometStats): EngineHealth => s.engine as EngineHealth
+    gauge('engine_connected', '1 while the engine is connected to its store, else 0.', s => engine(s).connected ? 1 : 0)
+    counter('engine_reconnections_total', 'Times the engine lost its connection and made it again.', s => engine(s).reconnections)
+    counter('engine_healed_notifications_total', 'Waiting polls woken after a reconnection because their channel moved meanwhile.', s => engine(s).healedNotifications)
   }
 }
 
@@ -98,19 +101,19 @@ class StatsHistogram extends Histogram {
   override async get (): Promise<Awaited<ReturnType<Histogram['get']>>> {
     const { buckets, sum, count } = this.#stats().publishToAnswerMs
     const name = this.#name
+    // What prom-client's own histogram gives, less the collect function it never calls from here.
     return {
       name,
       help: this.#help,
       // prom-client types MetricType as an enum that its JavaScript does not export.
       type: 'histogram' as unknown as MetricType,
       aggregator: 'sum',
-      collect: () => {},
       values: [
         ...buckets.map(b => ({ metricName: `${name}_bucket`, labels: { le: b.le === Infinity ? '+Inf' : b.le / 1000 }, value: b.count })),
         { metricName: `${name}_sum`, labels: {}, value: sum / 1000 },
         { metricName: `${name}_count`, labels: {}, value: count }
       ]
-    }
+    } as Awaited<ReturnType<Histogram['get']>>
   }
 
   // The registry formats the text exposition from this one when a metric has it.
