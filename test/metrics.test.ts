@@ -4,6 +4,7 @@ import diagnostics from 'node:diagnostics_channel'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { CometBus } from '../lib/bus.js'
+import { CometMetrics } from '../lib/metrics.js'
 import comet, { diagnosticsChannels, fromNow, MemoryEngine, type EngineHealth } from '../plugin.js'
 import { counters, countersWith, eventually, poll, publish, serve } from './helpers.js'
 
@@ -167,4 +168,18 @@ t.test('a poll that starts after close() is counted as answered for the close, e
   await bus.poll(new Map([['a', fromNow]])).reply
   await bus.poll(new Map([['a', fromNow]]), { wait: false }).reply
   t.same(bus.stats().answered, { events: 0, timeout: 0, wait0: 0, close: 2 })
+})
+
+t.test('each publish-to-answer time lands in the first bucket that holds it, the slowest in Infinity', async t => {
+  const metrics = new CometMetrics()
+  const now = performance.now()
+  // Woken this long ago, in milliseconds.
+  for (const ago of [6000, 3000, 3000, 0]) metrics.onAnswer(['a'], 'events', 1, 0, now - ago)
+  const { buckets, count, sum } = metrics.stats(0, 0, undefined).publishToAnswerMs
+  t.equal(count, 4)
+  t.ok(sum >= 12_000, 'the sum of the times')
+  const countAt = (le: number): number | undefined => buckets.find(b => b.le === le)?.count
+  t.equal(countAt(2500), 1, 'only the answer of now is at most 2.5 s')
+  t.equal(countAt(5000), 3, 'the two of 3 s join it at 5 s')
+  t.equal(countAt(Infinity), 4, 'and the one of 6 s is counted only in Infinity')
 })
