@@ -14,6 +14,7 @@ import { cometRoutes } from './lib/http/routes.js'
 export interface Comet {
   /** Publishes `data` (any JSON value) on a channel and wakes its waiting polls. */
   publish (channel: string, data?: unknown): Promise<{ id: string }>
+  /** Gauges and counters of this instance, and the publish-to-answer histogram: see the README's Metrics. */
   stats (): CometStats
 }
 

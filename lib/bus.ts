@@ -115,18 +115,20 @@ export class CometBus {
     let shared = this.#sharedReads.get(key)
     if (shared === undefined) {
       if (this.#sharedReads.size === 0) queueMicrotask(() => this.#sharedReads.clear())
-      shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined, wokenAt: performance.now() }
+      shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined, wokenAt: performance.now(), latencyMs: undefined }
       this.#sharedReads.set(key, shared)
     }
     const backlog = await shared.backlog
+    // Taken once for all the polls of the read: they are answered in the same turn.
+    shared.latencyMs ??= performance.now() - shared.wokenAt
     if (poll.channels.length === 1) {
       shared.reply ??= formatPollReply(poll.channels, [backlog])
-      this.#settle(poll, shared.reply, backlog.events.length, countGaps([backlog]), 'events', shared.wokenAt)
+      this.#settle(poll, shared.reply, backlog.events.length, Number(backlog.gap), 'events', shared.latencyMs)
       return
     }
     const backlogs = unchanged(poll.nexts)
     backlogs[index] = backlog
-    this.#answer(poll, backlogs, 'events', shared.wokenAt)
+    this.#answer(poll, backlogs, 'events', shared.latencyMs)
   }
 
   // Nothing came in time. Read once more rather than answer with the cursors held, so that an
@@ -142,15 +144,16 @@ export class CometBus {
   }
 
   /** `quietReason`: why the poll is answered if the backlogs carry neither events nor a gap. */
-  #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[], quietReason: AnswerReason, wokenAt?: number): void {
-    this.#settle(poll, formatPollReply(poll.channels, backlogs), countEvents(backlogs), countGaps(backlogs), quietReason, wokenAt)
+  #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[], quietReason: AnswerReason, latencyMs?: number): void {
+    this.#settle(poll, formatPollReply(poll.channels, backlogs), countEvents(backlogs), countGaps(backlogs), quietReason, latencyMs)
   }
 
-  #settle (poll: PendingPoll, reply: string, events: number, gaps: number, quietReason: AnswerReason, wokenAt: number | undefined): void {
+  /** `latencyMs`: for a poll a publish woke, the time since the bus learnt of that publish. */
+  #settle (poll: PendingPoll, reply: string, events: number, gaps: number, quietReason: AnswerReason, latencyMs: number | undefined): void {
     if (poll.state === 'done') return
     this.#release(poll)
     poll.state = 'done'
-    this.#metrics.onAnswer(poll.channels, events > 0 || gaps > 0 ? 'events' : quietReason, events, gaps, wokenAt)
+    this.#metrics.onAnswer(poll.channels, events > 0 || gaps > 0 ? 'events' : quietReason, events, gaps, latencyMs)
     poll.resolve(reply)
   }
 
@@ -216,6 +219,8 @@ interface SharedRead {
   reply: string | undefined
   /** performance.now() when the publish was learnt of: the start of the publish-to-answer time. */
   readonly wokenAt: number
+  /** The publish-to-answer time of the polls of this read, once the first is answered. */
+  latencyMs: number | undefined
 }
 
 /** Backlogs with no events at the cursors held: the answer for channels that did not change. */

@@ -98,16 +98,12 @@ export class CometMetrics {
     if (publishChannel.hasSubscribers) publishChannel.publish({ channel, id } satisfies PublishMessage)
   }
 
-  /** `wokenAt`: performance.now() when the publish that woke the poll was learnt of, if one did. */
-  onAnswer (channels: readonly string[], reason: AnswerReason, events: number, gaps: number, wokenAt: number | undefined): void {
+  /** `latencyMs`: for a poll that a publish woke, the milliseconds since the bus learnt of it. */
+  onAnswer (channels: readonly string[], reason: AnswerReason, events: number, gaps: number, latencyMs: number | undefined): void {
     this.#answered[reason]++
     this.#delivered += events
     this.#gaps += gaps
-    let latencyMs: number | undefined
-    if (wokenAt !== undefined) {
-      latencyMs = performance.now() - wokenAt
-      this.#observe(latencyMs)
-    }
+    if (latencyMs !== undefined) this.#observe(latencyMs)
     if (answerChannel.hasSubscribers) answerChannel.publish({ channels, reason, events, gaps, latencyMs } satisfies AnswerMessage)
   }
 
