@@ -2,18 +2,20 @@
 // bus to the server's lifecycle and decorates the instance with `fastify.comet`.
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { CometBus, type CometStats } from './lib/bus.js'
+import { CometBus } from './lib/bus.js'
 import { clientRoute } from './lib/http/client-route.js'
 import { closeIdleConnectionsUntilClosed } from './lib/http/drain.js'
 import { fromNow, fromOldest } from './lib/engines/engine.js'
 import { errors } from './lib/errors.js'
 import { MemoryEngine } from './lib/engines/memory.js'
+import { CometMetrics, diagnosticsChannels, type CometStats } from './lib/metrics.js'
 import { resolveOptions, type CometOptions } from './lib/options.js'
 import { cometRoutes } from './lib/http/routes.js'
 
 export interface Comet {
   /** Publishes `data` (any JSON value) on a channel and wakes its waiting polls. */
   publish (channel: string, data?: unknown): Promise<{ id: string }>
+  /** Gauges and counters of this instance, and the publish-to-answer histogram: see the README's Metrics. */
   stats (): CometStats
 }
 
@@ -32,11 +34,12 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
     historyBytes: options.historyBytes,
     historyChannels: options.historyChannels
   })
-  const bus = new CometBus(engine, options)
+  const metrics = new CometMetrics()
+  const bus = new CometBus(engine, options, metrics)
 
   // Registered as a child so that its hooks stay on the plugin's own routes.
-  await fastify.register(cometRoutes, { prefix: options.prefix, bus, options })
-  if (options.serveClient) await fastify.register(clientRoute, { prefix: options.prefix })
+  await fastify.register(cometRoutes, { prefix: options.prefix, bus, metrics, options })
+  if (options.serveClient) await fastify.register(clientRoute, { prefix: options.prefix, options })
 
   fastify.decorate('comet', {
     publish: (channel: string, data?: unknown) => bus.publish(channel, data),
@@ -58,6 +61,7 @@ type FastifyComet = FastifyPluginAsync<CometOptions> & {
   MemoryEngine: typeof MemoryEngine
   fromNow: typeof fromNow
   fromOldest: typeof fromOldest
+  diagnosticsChannels: typeof diagnosticsChannels
 }
 
 // require('fastify-comet') returns the plugin itself (through the 'module.exports' export below),
@@ -66,7 +70,8 @@ const fastifyComet = Object.assign(fp(cometPlugin, { fastify: '5.x', name: 'fast
   errors,
   MemoryEngine,
   fromNow,
-  fromOldest
+  fromOldest,
+  diagnosticsChannels
 }) as FastifyComet
 fastifyComet.default = fastifyComet
 fastifyComet.fastifyComet = fastifyComet
@@ -74,7 +79,7 @@ fastifyComet.fastifyComet = fastifyComet
 export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
-export type { CometStats } from './lib/bus.js'
+export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage } from './lib/metrics.js'
 export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, ReadPosition, StoredEvent } from './lib/engines/engine.js'
-export { fromNow, fromOldest, MemoryEngine, errors }
+export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'

@@ -7,6 +7,8 @@
 //   fastify-floor  not a contender but a reference: the floor's design as a plain Fastify route, so
 //                  what Fastify itself costs, the bound of a plugin that runs inside it;
 //   fastify-comet  this plugin, in-memory engine, in Fastify without a logger;
+//   fastify-comet-metrics  the same with its metrics in use: the Prometheus helper scraped every
+//                  second and a subscriber on each diagnostics channel (to compare with the above);
 //   file-polling   the design it replaces: a publish writes a file, each waiting request checks its
 //                  modification time every 10 ms;
 //   faye           Faye's Node.js adapter (Bayeux), clients restricted to long-polling;
@@ -42,12 +44,13 @@ import type { DriverSettings, FanoutResult, ThroughputResult } from './clients/d
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'file-polling', 'faye', 'socket.io'] as const
+const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io'] as const
 const scenarios = ['fanout', 'throughput'] as const
 const serverFile: Record<string, string> = {
   floor: 'floor.ts',
   'fastify-floor': 'fastify-floor.ts',
   'fastify-comet': 'comet.ts',
+  'fastify-comet-metrics': 'comet-metrics.ts',
   'file-polling': 'file-polling.ts',
   faye: 'faye.ts',
   'socket.io': 'socket-io.ts'
@@ -322,6 +325,12 @@ function targetsOf (records: readonly RunRecord[], sizes: readonly number[]): Ta
         const theirs = at(peer)?.figures[scenario]?.cpuPerEventUs
         check(`${peer} CPU per event (${scenario}) / fastify-comet's`, mine === undefined || theirs === undefined ? null : theirs / mine, '≥ 2', v => v >= 2)
       }
+    }
+    const metrics = at('fastify-comet-metrics')
+    for (const scenario of ['fanout', 'throughput'] as const) {
+      const on = metrics?.figures[scenario]?.cpuPerEventUs
+      const off = comet.figures[scenario]?.cpuPerEventUs
+      check(`CPU per event (${scenario}), metrics on / off`, on === undefined || off === undefined ? null : on / off, '≤ 1.05', v => v <= 1.05)
     }
     const lost = (comet.figures.fanout?.lost ?? 0) + (comet.figures.throughput?.lost ?? 0) +
       (comet.figures.fanout?.duplicated ?? 0) + (comet.figures.throughput?.duplicated ?? 0)

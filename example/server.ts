@@ -1,13 +1,18 @@
-// The example chat: `npm start`, then open http://localhost:3000 in two windows.
+// The example chat: `npm start`, then open http://localhost:3000 in two windows. The log shows
+// warnings and errors only (LOG_LEVEL=info shows each request, polls still quiet), and Prometheus
+// metrics are at /metrics.
 //
 // Each room is a channel, `chat:<room>`. The page (public/) subscribes with the plugin's client,
 // served at /comet/client.js. Messages are posted to POST /rooms/<room>/messages, which validates
 // them, stores them and publishes them from server code, as a real application would; the plugin's
 // own HTTP publish route is closed, so nobody can put unchecked data on a channel.
+import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import Fastify from 'fastify'
+import { Registry } from 'prom-client'
 import comet from '../plugin.js'
+import { registerCometMetrics } from '../lib/prometheus.js'
 import { MessageStore, type ChatMessage } from './messages.js'
 
 const port = Number(process.env.PORT ?? 3000)
@@ -19,7 +24,8 @@ const host = process.env.HOST ?? 'localhost'
 // What a page joining a room is shown: the plugin's history on load, the store after a gap.
 const recentMessages = 100
 
-const fastify = Fastify({ logger: true })
+// Polls are quiet whatever the level (the plugin's default); the rest of the app logs at LOG_LEVEL.
+const fastify = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
 await fastify.register(comet, {
   // HTTP publishes get 403; fastify.comet.publish() below is not asked.
   authorizePublish: () => false,
@@ -82,6 +88,11 @@ fastify.get<RoomRoute>('/rooms/:room/messages', {
 
 fastify.get('/stats', async () => fastify.comet.stats())
 
+// For Prometheus to scrape.
+const registry = new Registry()
+registerCometMetrics(fastify.comet, { registry })
+fastify.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
+
 // close() answers the waiting long-polls first; a second signal ends the process at once.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
@@ -99,3 +110,5 @@ try {
   fastify.log.error(error)
   process.exit(1)
 }
+const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
+console.log(`Chat ready: open http://${shown}:${(fastify.server.address() as AddressInfo).port} in two browser windows (Ctrl-C stops it)`)

@@ -2,20 +2,10 @@
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
 import { errors } from './errors.js'
+import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
 import { defaultMaxReplyBytes } from './options.js'
 import { countEvents, formatPollReply, isChannelName } from './protocol.js'
 import { withinReplyBytes } from './reply-bound.js'
-
-export interface CometStats {
-  /** Channels the engine holds state for. */
-  channels: number
-  /** Long-polls waiting right now. */
-  pending: number
-  /** Events published through this instance. */
-  published: number
-  /** Events handed to polls, counted once per poll that received them. */
-  delivered: number
-}
 
 export interface BusOptions {
   /** How long a poll with nothing to deliver waits, in milliseconds. */
@@ -41,13 +31,13 @@ export class CometBus {
    * together), so sharing one can never lose or repeat an event.
    */
   readonly #sharedReads = new Map<string, SharedRead>()
-  #published = 0
-  #delivered = 0
+  readonly #metrics: CometMetrics
   #closing = false
 
-  constructor (engine: CometEngine, options: BusOptions) {
+  constructor (engine: CometEngine, options: BusOptions, metrics = new CometMetrics()) {
     this.#engine = engine
     this.#options = options
+    this.#metrics = metrics
   }
 
   /** Stores an event and wakes the polls waiting on its channel. */
@@ -57,7 +47,7 @@ export class CometBus {
     const bytes = Buffer.byteLength(json)
     if (bytes > this.#options.maxPayload) throw new errors.FST_COMET_PAYLOAD_TOO_LARGE(bytes, this.#options.maxPayload)
     const id = await this.#engine.publish(channel, json)
-    this.#published++
+    this.#metrics.onPublish(channel, id)
     return { id }
   }
 
@@ -74,18 +64,13 @@ export class CometBus {
   }
 
   stats (): CometStats {
-    return {
-      channels: this.#engine.channelCount(),
-      pending: this.#waiting.size,
-      published: this.#published,
-      delivered: this.#delivered
-    }
+    return this.#metrics.stats(this.#engine.channelCount(), this.#waiting.size, this.#engine.health?.())
   }
 
   /** Answers every waiting poll now with what it has (nothing new), and every later poll at once. */
   close (): void {
     this.#closing = true
-    for (const poll of this.#waiting) this.#answer(poll, unchanged(poll.nexts), poll.nexts)
+    for (const poll of this.#waiting) this.#answer(poll, unchanged(poll.nexts), poll.nexts, 'close')
   }
 
   /** @internal Called by a poll's notify(). */
@@ -99,8 +84,8 @@ export class CometBus {
 
   /** @internal Answer now with what the poll has, as close() does; one still reading answers when it has read. */
   onAnswerNow (poll: PendingPoll): void {
-    if (poll.state === 'waiting') this.#answer(poll, unchanged(poll.nexts), poll.nexts)
-    else poll.wait = false
+    poll.superseded = true
+    if (poll.state === 'waiting') this.#answer(poll, unchanged(poll.nexts), poll.nexts, 'superseded')
   }
 
   /** @internal The client hung up: forget the poll at once. */
@@ -108,6 +93,7 @@ export class CometBus {
     if (poll.state === 'done') return
     this.#release(poll)
     poll.state = 'done'
+    this.#metrics.onHangUp(poll.channels)
   }
 
   async #start (poll: PendingPoll, positions: readonly ReadPosition[]): Promise<void> {
@@ -122,7 +108,9 @@ export class CometBus {
       backlogs = await this.#readAll(channels, readFrom)
     }
     if (poll.state === 'done') return
-    if (hasNews(backlogs) || this.#closing || !poll.wait) return this.#answer(poll, backlogs, readFrom)
+    if (hasNews(backlogs) || this.#closing || !poll.wait || poll.superseded) {
+      return this.#answer(poll, backlogs, readFrom, this.#closing ? 'close' : poll.superseded ? 'superseded' : 'wait0')
+    }
     if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
     poll.nexts = backlogs.map(b => b.next)
     poll.state = 'waiting'
@@ -141,25 +129,27 @@ export class CometBus {
     let shared = this.#sharedReads.get(key)
     if (shared === undefined) {
       if (this.#sharedReads.size === 0) queueMicrotask(() => this.#sharedReads.clear())
-      shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined }
+      shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined, wokenAt: performance.now(), latencyMs: undefined }
       this.#sharedReads.set(key, shared)
     }
     const backlog = await shared.backlog
+    // Taken once for all the polls of the read: they are answered in the same turn.
+    shared.latencyMs ??= performance.now() - shared.wokenAt
     if (poll.channels.length === 1) {
       shared.reply ??= this.#format(poll.channels, [backlog], [cursor])
-      this.#settle(poll, shared.reply.json, shared.reply.events)
+      this.#settle(poll, shared.reply, 'events', shared.latencyMs)
       return
     }
     const backlogs = unchanged(poll.nexts)
     backlogs[index] = backlog
-    this.#answer(poll, backlogs, poll.nexts)
+    this.#answer(poll, backlogs, poll.nexts, 'events', shared.latencyMs)
   }
 
   // Nothing came in time. Read once more rather than answer with the cursors held, so that an
   // engine whose notification went astray still delivers, and "now" cursors are fresh.
   async #expire (poll: PendingPoll): Promise<void> {
     this.#release(poll)
-    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts), poll.nexts)
+    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts), poll.nexts, 'timeout')
   }
 
   #readAll (channels: readonly string[], positions: readonly ReadPosition[]): Promise<ChannelBacklog[]> {
@@ -167,23 +157,26 @@ export class CometBus {
     return Promise.all(channels.map((channel, i) => this.#engine.read(channel, positions[i] as ReadPosition, batchSize)))
   }
 
-  /** `readFrom`: where each backlog was read from, where a channel cut by maxReplyBytes resumes. */
-  #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[], readFrom: readonly ReadPosition[]): void {
-    const reply = this.#format(poll.channels, backlogs, readFrom)
-    this.#settle(poll, reply.json, reply.events)
+  /**
+   * `readFrom`: where each backlog was read from, where a channel cut by maxReplyBytes resumes.
+   * `quietReason`: why the poll is answered if the backlogs carry neither events nor a gap.
+   */
+  #answer (poll: PendingPoll, backlogs: readonly ChannelBacklog[], readFrom: readonly ReadPosition[], quietReason: AnswerReason, latencyMs?: number): void {
+    this.#settle(poll, this.#format(poll.channels, backlogs, readFrom), quietReason, latencyMs)
   }
 
   #format (channels: readonly string[], backlogs: readonly ChannelBacklog[], readFrom: readonly ReadPosition[]): Reply {
     const bounded = withinReplyBytes(backlogs, readFrom, this.#options.maxReplyBytes ?? defaultMaxReplyBytes)
-    return { json: formatPollReply(channels, bounded), events: countEvents(bounded) }
+    return { json: formatPollReply(channels, bounded), events: countEvents(bounded), gaps: countGaps(bounded) }
   }
 
-  #settle (poll: PendingPoll, reply: string, events: number): void {
+  /** `latencyMs`: for a poll a publish woke, the time since the bus learnt of that publish. */
+  #settle (poll: PendingPoll, reply: Reply, quietReason: AnswerReason, latencyMs: number | undefined): void {
     if (poll.state === 'done') return
     this.#release(poll)
     poll.state = 'done'
-    this.#delivered += events
-    poll.resolve(reply)
+    this.#metrics.onAnswer(poll.channels, reply.events > 0 || reply.gaps > 0 ? 'events' : quietReason, reply.events, reply.gaps, latencyMs)
+    poll.resolve(reply.json)
   }
 
   #fail (poll: PendingPoll, error: unknown): void {
@@ -210,7 +203,9 @@ export class PendingPoll implements ChannelWatcher {
   readonly reply: Promise<string>
   readonly channels: readonly string[]
   /** False for a poll that answers at once, with or without news. */
-  wait: boolean
+  readonly wait: boolean
+  /** Its client pipelined another poll behind it: answer at once, with or without news. */
+  superseded = false
   /** The cursor each channel is read from next; set when the poll starts to wait. */
   nexts: readonly string[] = []
   state: 'reading' | 'waiting' | 'answering' | 'done' = 'reading'
@@ -251,12 +246,17 @@ interface SharedRead {
   readonly backlog: ChannelBacklog | Promise<ChannelBacklog>
   /** The reply of a poll on this channel alone, once one has been made. */
   reply: Reply | undefined
+  /** performance.now() when the publish was learnt of: the start of the publish-to-answer time. */
+  readonly wokenAt: number
+  /** The publish-to-answer time of the polls of this read, once the first is answered. */
+  latencyMs: number | undefined
 }
 
-/** A poll's answer as JSON, and how many events it carries. */
+/** A poll's answer as JSON, and how many events and gaps it carries. */
 interface Reply {
   readonly json: string
   readonly events: number
+  readonly gaps: number
 }
 
 /** Backlogs with no events at the cursors held: the answer for channels that did not change. */
@@ -278,4 +278,10 @@ function toJson (data: unknown): string {
   }
   if (json === undefined) throw new errors.FST_COMET_INVALID_DATA(`a ${typeof data} is not JSON`)
   return json
+}
+
+function countGaps (backlogs: readonly ChannelBacklog[]): number {
+  let gaps = 0
+  for (const backlog of backlogs) if (backlog.gap) gaps++
+  return gaps
 }

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyRequest, LogLevel, RouteShorthandOptions } from 'fastify'
 import type { CometEngine } from './engines/engine.js'
 import { errors } from './errors.js'
 
@@ -109,6 +109,47 @@ export interface CometOptions {
    * @default true
    */
   serveClient?: boolean | undefined
+  /**
+   * Log level of the plugin's routes (Fastify's route option). Left out, a poll logs at `'warn'`
+   * (or the server's level, if quieter): a poll is a heartbeat that comes back every `tries` ×
+   * `sleep` seconds from every open page, and two info lines per poll would bury everything else,
+   * while its warnings and errors (an engine failing, 5xx) still show. The publish routes and
+   * `client.js` log at the server's level. Set it to apply to every route of the plugin, e.g.
+   * `'info'` to see each poll while debugging.
+   * @default undefined (polls: 'warn'; other routes: the server's level)
+   */
+  logLevel?: LogLevel
+  /**
+   * Log serializers of the plugin's routes (Fastify's route option `logSerializers`).
+   * @default undefined (the server's serializers)
+   */
+  logSerializers?: Record<string, (value: any) => any>
+  /**
+   * Route `config` given to each route of the plugin, read by other plugins through
+   * `request.routeOptions.config`; for instance `{ rateLimit: false }` for @fastify/rate-limit.
+   * @default undefined
+   */
+  routeConfig?: Record<string, unknown> | undefined
+  /**
+   * Route `constraints` of each route of the plugin (Fastify's route option), such as
+   * `{ host: 'live.example.com' }` to serve them on one host only.
+   * @default undefined
+   */
+  constraints?: RouteShorthandOptions['constraints'] | undefined
+  /**
+   * Hide the plugin's routes from API documentation generated from route schemas
+   * (@fastify/swagger): sets `schema.hide` on each.
+   * @default false
+   */
+  schemaHide?: boolean | undefined
+}
+
+/** What the plugin passes through to each of its routes. */
+export interface CometRouteOptions {
+  logLevel?: LogLevel
+  logSerializers?: Record<string, (value: any) => any>
+  config?: Record<string, unknown>
+  constraints?: NonNullable<RouteShorthandOptions['constraints']>
 }
 
 export interface ResolvedCometOptions {
@@ -130,6 +171,9 @@ export interface ResolvedCometOptions {
   authorizeSubscribe: CometAuthorizer | undefined
   engine: CometEngine | undefined
   serveClient: boolean
+  /** Route options given to every route; `logLevel` only when the user set one. */
+  routeOptions: CometRouteOptions
+  schemaHide: boolean
 }
 
 export const defaultPrefix = '/comet'
@@ -144,8 +188,10 @@ export const defaultMaxPending = Infinity
 export const defaultBatchSize = 100
 export const defaultMaxReplyBytes = 1024 * 1024
 
-// Options of fastify.register() itself, which reach every plugin's options object.
-const registerOptions = ['logLevel', 'logSerializers']
+// fastify.register()'s own options (prefix, logLevel, logSerializers) reach every plugin's options
+// object, and register ignores them for a plugin made with fastify-plugin: the plugin reads them
+// itself, so each does what it says.
+export const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
 const engineMethods = ['publish', 'read', 'watch', 'unwatch', 'channelCount', 'close'] as const
 
@@ -167,14 +213,16 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     authorizeSubscribe,
     engine,
     serveClient = true,
+    logLevel,
+    logSerializers,
+    routeConfig,
+    constraints,
+    schemaHide = false,
     ...unknown
   } = options
 
-  for (const name of Object.keys(unknown)) {
-    if (!registerOptions.includes(name)) {
-      throw new errors.FST_COMET_UNKNOWN_OPTION(name, knownOptionNames())
-    }
-  }
+  const [unknownName] = Object.keys(unknown)
+  if (unknownName !== undefined) throw new errors.FST_COMET_UNKNOWN_OPTION(unknownName, knownOptionNames())
 
   if (typeof prefix !== 'string' || !/^\/[^?#]*[^/?#]$/.test(prefix)) {
     invalid('prefix', 'a path that starts with "/" and does not end with "/", like "/comet"', prefix)
@@ -189,6 +237,13 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
   optionalFunction('authorizePublish', authorizePublish)
   optionalFunction('authorizeSubscribe', authorizeSubscribe)
   if (typeof serveClient !== 'boolean') invalid('serveClient', 'true or false', serveClient)
+  if (logLevel !== undefined && !logLevels.includes(logLevel)) invalid('logLevel', `one of ${logLevels.map(l => `"${l}"`).join(', ')}`, logLevel)
+  if (logSerializers !== undefined && (!isPlainObject(logSerializers) || Object.values(logSerializers).some(f => typeof f !== 'function'))) {
+    invalid('logSerializers', 'an object of functions, like { req: request => ({ url: request.url }) }', logSerializers)
+  }
+  if (routeConfig !== undefined && !isPlainObject(routeConfig)) invalid('routeConfig', 'an object', routeConfig)
+  if (constraints !== undefined && !isPlainObject(constraints)) invalid('constraints', 'an object, like { host: "live.example.com" }', constraints)
+  if (typeof schemaHide !== 'boolean') invalid('schemaHide', 'true or false', schemaHide)
 
   if (engine !== undefined) {
     const engineLike = engine as unknown as Record<string, unknown> | null
@@ -228,13 +283,21 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     authorizePublish,
     authorizeSubscribe,
     engine,
-    serveClient
+    serveClient,
+    routeOptions: {
+      ...(logLevel === undefined ? {} : { logLevel }),
+      ...(logSerializers === undefined ? {} : { logSerializers }),
+      ...(routeConfig === undefined ? {} : { config: routeConfig }),
+      ...(constraints === undefined ? {} : { constraints })
+    },
+    schemaHide
   }
 }
 
 function knownOptionNames (): string {
   return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'maxChannels', 'maxPayload', 'maxPending',
-    'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient'].join(', ')
+    'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient', 'logLevel', 'logSerializers',
+    'routeConfig', 'constraints', 'schemaHide'].join(', ')
 }
 
 function invalid (name: string, expected: string, value: unknown): never {
@@ -246,6 +309,10 @@ function describe (value: unknown): string {
   if (typeof value === 'function') return 'a function'
   if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object'
   return String(value)
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
 function positiveInteger (name: string, value: unknown, expected = 'a positive integer'): void {

@@ -12,6 +12,8 @@ export interface ExampleServer {
   /** http://127.0.0.1:<port> */
   origin: string
   port: number
+  /** What the process has printed on stdout so far. */
+  output: () => string
   /** Sends `signal` and resolves to the exit code (null when the signal killed it). */
   stop: (signal: NodeJS.Signals) => Promise<number | null>
 }
@@ -23,7 +25,8 @@ export interface ExampleServer {
 export async function startExample (t: Test, { port = 0 } = {}): Promise<ExampleServer> {
   const server: ChildProcessByStdio<null, Readable, null> = spawn(...outsideTap(process.execPath, ['--import=tsx', 'example/server.ts']), {
     cwd: repoRoot,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
+    // As `npm start` runs it: with the example's own log level.
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: undefined },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const exited = once(server, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
@@ -34,20 +37,15 @@ export async function startExample (t: Test, { port = 0 } = {}): Promise<Example
     }
   })
 
-  // Fastify's logger prints one JSON line per event; the listening one names the address.
+  // The example prints one line with the address to open once it listens. Everything it prints
+  // is kept (up to a bound), so that a test can see what a user would.
   let output = ''
   const origin = await new Promise<string>((resolve, reject) => {
     server.stdout.setEncoding('utf8')
     server.stdout.on('data', (chunk: string) => {
-      output += chunk
-      const address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
-      if (address !== undefined) {
-        // Keep reading, so that the server never blocks on a full pipe, but stop keeping it.
-        output = ''
-        server.stdout.removeAllListeners('data')
-        server.stdout.resume()
-        resolve(address)
-      }
+      if (output.length < 1_000_000) output += chunk
+      const address = /^Chat ready: open (http:\/\/127\.0\.0\.1:\d+) in two browser windows/m.exec(output)?.[1]
+      if (address !== undefined) resolve(address)
     })
     void exited.then(([code]) => { reject(new Error(`the example exited with ${String(code)} before listening:\n${output}`)) })
   })
@@ -55,6 +53,7 @@ export async function startExample (t: Test, { port = 0 } = {}): Promise<Example
   return {
     origin,
     port: Number(new URL(origin).port),
+    output: () => output,
     async stop (signal) {
       server.kill(signal)
       const [code] = await exited

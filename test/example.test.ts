@@ -1,10 +1,11 @@
 // The example chat server as `npm start` runs it: a real process, on a free port, stopped by a signal.
+import parsePrometheus from 'parse-prometheus-text-format'
 import t from 'tap'
 import { startExample } from './example-process.js'
 import { poll, sleep, within, type PollReply } from './helpers.js'
 
 // One server for the tests that do not stop it; each uses a room of its own.
-const { origin } = await startExample(t)
+const { origin, output } = await startExample(t)
 
 async function postMessage (room: string, body: unknown): Promise<{ status: number, body: any }> {
   const response = await fetch(`${origin}/rooms/${room}/messages`, {
@@ -98,6 +99,26 @@ t.test('the page, its script and style, and the plugin\'s client are served', as
   t.match(app, "import { CometClient } from '/comet/client.js'", 'the page imports the client the plugin serves')
   const client = await (await fetch(`${origin}/comet/client.js`)).text()
   t.match(client, /export (class CometClient\b|\{[^}]*\bCometClient\b)/, 'the client is an ES module exporting CometClient')
+})
+
+t.test('npm start prints one line with the address to open, and polls and posts add nothing', async t => {
+  const waiting = poll(origin, { 'chat:quiet': '0' })
+  await pollWaiting(origin)
+  t.equal((await postMessage('quiet', { name: 'Ada', text: 'shh' })).status, 201)
+  await waiting
+  await (await fetch(`${origin}/comet/subscribe?subscribed[chat:quiet]=0&wait=0`)).arrayBuffer()
+  t.equal(output(), `Chat ready: open ${origin} in two browser windows (Ctrl-C stops it)\n`)
+})
+
+t.test('GET /metrics serves the plugin\'s metrics in the Prometheus text format', async t => {
+  const response = await fetch(`${origin}/metrics`)
+  t.equal(response.status, 200)
+  t.match(response.headers.get('content-type'), /^text\/plain; version=0\.0\.4/)
+  const families = parsePrometheus(await response.text())
+  const types = new Map(families.map(family => [family.name, family.type]))
+  t.equal(types.get('comet_waiting_polls'), 'GAUGE')
+  t.equal(types.get('comet_events_published_total'), 'COUNTER')
+  t.equal(types.get('comet_publish_to_answer_seconds'), 'HISTOGRAM')
 })
 
 t.test('SIGTERM answers the waiting poll and ends the process with code 0', async t => {

@@ -1,7 +1,7 @@
 // Shared test helpers: a server on a real socket, and a small HTTP client for polls and publishes.
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
-import comet, { type CometOptions } from '../plugin.js'
+import comet, { type CometOptions, type CometStats } from '../plugin.js'
 
 export interface PollReply {
   s: 0 | 1
@@ -97,5 +97,26 @@ export async function within<T> (promise: Promise<T>, ms: number, what: string):
     return await Promise.race([promise, timeout])
   } finally {
     clearTimeout(timer)
+  }
+}
+
+/** The counters and gauges of stats(), without the latency histogram (its sums vary with timing). */
+export function counters (stats: CometStats): Omit<CometStats, 'publishToAnswerMs'> {
+  const { publishToAnswerMs: _histogram, ...rest } = stats
+  return rest
+}
+
+/** stats() counters with nothing counted yet, and `changes` on top. */
+export function countersWith (changes: Partial<Omit<CometStats, 'publishToAnswerMs'>>): Omit<CometStats, 'publishToAnswerMs'> {
+  return {
+    channels: 0,
+    pending: 0,
+    published: 0,
+    delivered: 0,
+    answered: { events: 0, timeout: 0, wait0: 0, close: 0, superseded: 0 },
+    hangUps: 0,
+    gaps: 0,
+    errors: {},
+    ...changes
   }
 }

@@ -62,8 +62,9 @@ async function packAndInstall (workDir: string): Promise<{ packedPaths: string[]
   await mkdir(consumerDir)
   await cp(fixtures, consumerDir, { recursive: true })
   await writeFile(join(consumerDir, 'package.json'), JSON.stringify({ name: 'fastify-comet-consumer', private: true }))
-  const { devDependencies } = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { devDependencies: { fastify: string } }
-  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(workDir, packed.filename), `fastify@${devDependencies.fastify}`], consumerDir, 60_000)
+  const { devDependencies } = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { devDependencies: { fastify: string, 'prom-client': string } }
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(workDir, packed.filename), `fastify@${devDependencies.fastify}`,
+    `prom-client@${devDependencies['prom-client']}`], consumerDir, 60_000)
 
   return { packedPaths: packed.files.map(file => file.path), consumerDir }
 }
@@ -94,6 +95,7 @@ t.test('the tarball holds the built library and its declarations, and no sources
   t.ok(packedPaths.includes('dist/plugin.d.ts'), 'dist/plugin.d.ts is packed')
   t.ok(packedPaths.includes('dist/lib/client/client.js'), 'the compiled client is packed, to be served')
   t.ok(packedPaths.includes('dist/lib/client/client.d.ts'), 'and its declarations')
+  t.ok(packedPaths.includes('dist/lib/prometheus.js') && packedPaths.includes('dist/lib/prometheus.d.ts'), 'the Prometheus helper and its declarations')
   t.same(packedPaths.filter(path => path.startsWith('test/')), [], 'no test files')
   t.same(packedPaths.filter(path => /\.[cm]?ts$/.test(path) && !/\.d\.[cm]?ts$/.test(path)), [], 'no TypeScript sources')
 })
@@ -132,6 +134,11 @@ t.test('the client works from fastify-comet/client, by import and require(), and
     '/comet/client.js': { hello: 'client' }
   })
   t.equal(report.servedScriptHasSourceMapLink, false, 'the served script is the compiled one, without its source map link')
+})
+
+t.test('fastify-comet/prometheus registers the metrics; prom-client is loaded only by that import', async t => {
+  const report = JSON.parse(await run(process.execPath, ['prometheus-consumer.mjs'], consumerDir, 30_000)) as Record<string, boolean>
+  t.same(report, { loadedWithThePlugin: false, loadedWithTheHelper: true, published: true })
 })
 
 t.test('TypeScript types the plugin, its options and fastify.comet, from ES modules and from CommonJS', async t => {

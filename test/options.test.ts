@@ -41,7 +41,13 @@ const badOptions: Array<[string, Record<string, unknown>, RegExp]> = [
   ['historyChannels together with an engine', { engine: new MemoryEngine(), historyChannels: 5 }, /option "historyChannels" must be left out when an engine is given/],
   ['historyBytes of zero', { historyBytes: 0 }, /option "historyBytes" must be a positive integer/],
   ['historyChannels as a string', { historyChannels: '10' }, /option "historyChannels" must be a positive integer \(got "10"\)/],
-  ['maxReplyBytes as a fraction', { maxReplyBytes: 1.5 }, /option "maxReplyBytes" must be a positive integer/]
+  ['maxReplyBytes as a fraction', { maxReplyBytes: 1.5 }, /option "maxReplyBytes" must be a positive integer/],
+  ['logLevel that is not a level', { logLevel: 'loud' }, /option "logLevel" must be one of "fatal", "error", "warn", "info", "debug", "trace", "silent" \(got "loud"\)/],
+  ['logSerializers with a value that is not a function', { logSerializers: { req: 'url' } }, /option "logSerializers" must be an object of functions/],
+  ['logSerializers as a function', { logSerializers: () => ({}) }, /option "logSerializers".*got a function/],
+  ['routeConfig as an array', { routeConfig: [] }, /option "routeConfig" must be an object \(got an array\)/],
+  ['constraints as a string', { constraints: 'example.com' }, /option "constraints" must be an object/],
+  ['schemaHide as a string', { schemaHide: 'yes' }, /option "schemaHide" must be true or false/]
 ]
 
 for (const [what, options, message] of badOptions) {

@@ -103,6 +103,7 @@ export const protocols: Record<string, Subscribe> = {
   floor: latestOnly,
   'fastify-floor': latestOnly,
   'fastify-comet': comet,
+  'fastify-comet-metrics': comet,
   'file-polling': latestOnly,
   faye,
   'socket.io': socketIo

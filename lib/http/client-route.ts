@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url'
 import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib'
 import type { FastifyInstance } from 'fastify'
 import { errors } from '../errors.js'
+import type { ResolvedCometOptions } from '../options.js'
+import { routeSchema } from './route-options.js'
 
 /** The script in one content coding, with its own entity tag (RFC 9110 §8.8.3: one per representation). */
 interface Representation {
@@ -14,10 +16,10 @@ interface Representation {
   readonly etag: string
 }
 
-export async function clientRoute (fastify: FastifyInstance): Promise<void> {
+export async function clientRoute (fastify: FastifyInstance, { options }: { options: ResolvedCometOptions }): Promise<void> {
   const representations = await (defaultRepresentations ??= loadClientScript(new URL('../client/', import.meta.url)).then(represent))
 
-  fastify.get('/client.js', async (request, reply) => {
+  fastify.get('/client.js', { ...options.routeOptions, schema: routeSchema({}, options.schemaHide) }, async (request, reply) => {
     const chosen = representationFor(representations, request.headers['accept-encoding'])
     // Cached, but checked on every use: a new version of the package is picked up at once.
     reply.header('cache-control', 'no-cache').header('vary', 'Accept-Encoding').header('etag', chosen.etag)

@@ -3,14 +3,17 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { CometBus } from '../bus.js'
 import { errors } from '../errors.js'
+import type { CometMetrics } from '../metrics.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import { parseSubscription } from '../protocol.js'
 import { strictUtf8Bodies } from './body-parsers.js'
 import { cancelOnHangUp } from './hang-up.js'
+import { quieterLogLevel, routeSchema } from './route-options.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
 export interface CometRoutesOptions {
   bus: CometBus
+  metrics: CometMetrics
   options: ResolvedCometOptions
 }
 
@@ -20,8 +23,8 @@ interface PublishRoute {
   Body: unknown
 }
 
-export async function cometRoutes (fastify: FastifyInstance, { bus, options }: CometRoutesOptions): Promise<void> {
-  const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds } = options
+export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, options }: CometRoutesOptions): Promise<void> {
+  const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds, routeOptions, schemaHide } = options
 
   // Polls must never be answered from a cache, and neither must their errors.
   // A callback hook, not an async one: it runs on every poll, and needs no promise.
@@ -32,11 +35,14 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
   strictUtf8Bodies(fastify)
   fastify.addHook('onError', async (_request, reply, error) => {
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
+    metrics.onError(error)
   })
 
+  // Polls are quiet unless the user chose a level: see the logLevel option.
+  const subscribeOptions = { logLevel: quieterLogLevel('warn', fastify.log.level), ...routeOptions }
   // Fastify's automatic HEAD route would run the handler and hold a real poll for nothing.
-  fastify.head('/subscribe', (_request, reply) => { reply.type('application/json; charset=utf-8').send() })
-  fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError, exposeHeadRoute: false }, async (request: FastifyRequest, reply: FastifyReply) => {
+  fastify.head('/subscribe', { ...subscribeOptions, schema: routeSchema({}, schemaHide) }, (_request, reply) => { reply.type('application/json; charset=utf-8').send() })
+  fastify.get('/subscribe', { ...subscribeOptions, schema: routeSchema(subscribeSchema, schemaHide), schemaErrorFormatter: subscribeValidationError, exposeHeadRoute: false }, async (request: FastifyRequest, reply: FastifyReply) => {
     const subscription = parseSubscription(request.query as Record<string, unknown>)
     if (subscription.size === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
@@ -50,11 +56,11 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
 
   // The channel goes in the path, or in the query string: WHATWG URL clients (browsers, fetch)
   // resolve the names "." and "..", even percent-encoded, as dot segments before sending.
-  const publishOptions = { schemaErrorFormatter: publishValidationError, bodyLimit: maxPayload }
-  fastify.post<PublishRoute>('/publish/*', { ...publishOptions, schema: publishInPathSchema }, async request => {
+  const publishOptions = { ...routeOptions, schemaErrorFormatter: publishValidationError, bodyLimit: maxPayload }
+  fastify.post<PublishRoute>('/publish/*', { ...publishOptions, schema: routeSchema(publishInPathSchema, schemaHide) }, async request => {
     return publish(request, request.params['*'])
   })
-  fastify.post<PublishRoute>('/publish', { ...publishOptions, schema: publishInQuerySchema }, async request => {
+  fastify.post<PublishRoute>('/publish', { ...publishOptions, schema: routeSchema(publishInQuerySchema, schemaHide) }, async request => {
     return publish(request, request.query.channel)
   })
 

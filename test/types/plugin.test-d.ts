@@ -1,7 +1,7 @@
 // Type tests, checked by `npm run typecheck` (part of `npm test`): each assertion fails to compile
 // when a type drifts, and each @ts-expect-error fails when the error it expects goes away.
 import Fastify, { type FastifyRequest } from 'fastify'
-import comet, { errors, fastifyComet, MemoryEngine, type CometAuthorizer, type CometEngine, type CometOptions, type CometStats } from '../../plugin.js'
+import comet, { errors, fastifyComet, MemoryEngine, type CometAuthorizer, type CometEngine, type CometOptions, type CometStats, type AnswerReason, type EngineHealth } from '../../plugin.js'
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
 function expectType<T extends true> (_proof?: T): void {}
@@ -32,7 +32,17 @@ void app.register(comet, { historySzie: 10 })
 
 expectType<Equal<ReturnType<typeof app.comet.publish>, Promise<{ id: string }>>>()
 expectType<Equal<ReturnType<typeof app.comet.stats>, CometStats>>()
-expectType<Equal<CometStats, { channels: number, pending: number, published: number, delivered: number }>>()
+expectType<Equal<Pick<CometStats, 'channels' | 'pending' | 'published' | 'delivered' | 'hangUps' | 'gaps'>, { channels: number, pending: number, published: number, delivered: number, hangUps: number, gaps: number }>>()
+expectType<Equal<CometStats['answered'], Record<AnswerReason, number>>>()
+expectType<Equal<AnswerReason, 'events' | 'timeout' | 'wait0' | 'close' | 'superseded'>>()
+expectType<Equal<CometStats['errors'], Record<string, number>>>()
+expectType<Equal<CometStats['publishToAnswerMs']['buckets'][number], { readonly le: number, readonly count: number }>>()
+expectType<Equal<CometStats['engine'], EngineHealth | undefined>>()
+
+// Route options pass through to the plugin's routes.
+void app.register(comet, { logLevel: 'info', logSerializers: { user: (user: { id: string }) => user.id }, routeConfig: { rateLimit: false }, constraints: { host: 'live.example.com' }, schemaHide: true })
+// @ts-expect-error logLevel is a level name
+void app.register(comet, { logLevel: 'loud' })
 expectType<Equal<CometAuthorizer, (request: FastifyRequest, channel: string) => boolean | Promise<boolean>>>()
 expectType<Equal<NonNullable<CometOptions['engine']>, CometEngine>>()
 
