@@ -17,11 +17,13 @@ export interface RedisServer {
   admin (): Redis
   /** SHUTDOWN NOSAVE: the process exits and every connection drops at once. */
   shutdown (): Promise<void>
+  /** A port where nothing listens. */
+  freePort (): Promise<number>
   /** Starts redis-server again on the same port and folder (loading dump.rdb if one was saved). */
   start (): Promise<void>
 }
 
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -85,6 +87,7 @@ export async function startRedis (t: Test): Promise<RedisServer> {
       return admin
     },
     shutdown,
-    start
+    start,
+    freePort
   }
 }

@@ -150,13 +150,19 @@ export class Subscriptions {
     await Promise.all([...this.#byChannel.values()].map(s => s.acking))
   }
 
+  /** The newest cursor of the channel this process knows of. */
+  known (channel: string): string | undefined {
+    return this.#byChannel.get(channel)?.known
+  }
+
   /**
-   * Redis says the channel's newest cursor is `top`. If this process knew another one, events came
-   * (or Redis lost some) while it could not hear: wake the channel's watchers, and return how many.
+   * Redis says the channel's newest cursor is `top`, read when this process knew `known`. If they
+   * differ, events came (or Redis lost some) while the process could not hear: wake the channel's
+   * watchers, and return how many. A notification that came during the read woke them already.
    */
-  heal (channel: string, top: string): number {
+  heal (channel: string, known: string | undefined, top: string): number {
     const subscription = this.#byChannel.get(channel)
-    if (subscription === undefined || subscription.known === top) return 0
+    if (subscription === undefined || known === undefined || subscription.known !== known || known === top) return 0
     subscription.known = top
     const woken = subscription.watchers.size
     for (const watcher of subscription.watchers) watcher.notify(channel)
@@ -183,7 +189,6 @@ export class Subscriptions {
   }
 
   #leave (subscription: Subscription): void {
-    if (this.#byChannel.get(subscription.channel) !== subscription) return
     this.#byChannel.delete(subscription.channel)
     this.#toUnsubscribe.add(subscription.channel)
     this.#toSubscribe.delete(subscription.channel)
