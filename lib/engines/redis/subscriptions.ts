@@ -79,8 +79,7 @@ export class Subscriptions {
     subscription.leaveTimer = undefined
     subscription.watchers.add(watcher)
     if (subscription.acked) return
-    subscription.acking ??= this.#subscribe(subscription)
-    return subscription.acking
+    return this.#acking(subscription)
   }
 
   unwatch (channel: string, watcher: ChannelWatcher): void {
@@ -146,8 +145,7 @@ export class Subscriptions {
 
   /** Subscribes again to every channel kept; resolves once all are acknowledged. */
   async resubscribe (): Promise<void> {
-    for (const subscription of this.#byChannel.values()) subscription.acking ??= this.#subscribe(subscription)
-    await Promise.all([...this.#byChannel.values()].map(s => s.acking))
+    await Promise.all([...this.#byChannel.values()].map(s => this.#acking(s)))
   }
 
   /** The newest cursor of the channel this process knows of. */
@@ -174,18 +172,25 @@ export class Subscriptions {
     this.#byChannel.clear()
   }
 
-  async #subscribe (subscription: Subscription): Promise<void> {
-    try {
-      await this.#whenUp()
-      const connection = this.#connection
-      this.#toSubscribe.add(subscription.channel)
-      this.#toUnsubscribe.delete(subscription.channel)
-      await this.#flushSoon().done
-      if (connection === this.#connection) subscription.acked = true
-      else throw new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
-    } finally {
+  // The acknowledgement under way, kept on the subscription until it settles. (Cleared by the
+  // caller's finally, not inside #subscribe: that can fail before it returns its promise.)
+  #acking (subscription: Subscription): Promise<void> {
+    if (subscription.acking !== undefined) return subscription.acking
+    const acking = this.#subscribe(subscription).finally(() => {
       subscription.acking = undefined
-    }
+    })
+    subscription.acking = acking
+    return acking
+  }
+
+  async #subscribe (subscription: Subscription): Promise<void> {
+    await this.#whenUp()
+    const connection = this.#connection
+    this.#toSubscribe.add(subscription.channel)
+    this.#toUnsubscribe.delete(subscription.channel)
+    await this.#flushSoon().done
+    if (connection !== this.#connection) throw new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
+    subscription.acked = true
   }
 
   #leave (subscription: Subscription): void {
