@@ -190,3 +190,12 @@ t.test('a Redis that cannot be reached: commands fail at once with 503 FST_COMET
   await t.rejects(async () => engine.watch('room', recorder()), { code: 'FST_COMET_ENGINE_UNAVAILABLE' })
   t.equal(engine.health().connected, false)
 })
+
+t.test('a Redis error (a key of another type under the prefix) is a 503, and the engine carries on', async t => {
+  const admin = redis.admin()
+  const engine = engineFor(t, { keyPrefix: 'clash:' })
+  await admin.set('clash:{room}:m', 'not a hash')
+  await t.rejects(engine.publish('room', '1'), { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /WRONGTYPE/ })
+  await t.rejects(async () => engine.read('room', fromNow, 10), { code: 'FST_COMET_ENGINE_UNAVAILABLE' })
+  t.match(await engine.publish('other', '1'), /\.1$/)
+})

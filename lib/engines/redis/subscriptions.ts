@@ -93,10 +93,6 @@ export class Subscriptions {
     return [...this.#byChannel.values()].filter(s => s.watchers.size > 0).map(s => s.channel).values()
   }
 
-  isWatched (channel: string): boolean {
-    return (this.#byChannel.get(channel)?.watchers.size ?? 0) > 0
-  }
-
   /** A read answered from the newest notification, or undefined when Redis must be asked. */
   cachedRead (channel: string, cursor: string): ChannelBacklog | undefined {
     const subscription = this.#byChannel.get(channel)
