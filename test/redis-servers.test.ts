@@ -52,3 +52,19 @@ t.test('maxPending, batchSize and close behave as on the memory engine', async t
   const answered = await waiting
   t.same([answered.status, answered.body], [200, { s: 0, p: { room: rest.body.p.room } }], 'close answers the waiting poll at once with its cursor')
 })
+
+t.test('a fan-out costs Redis one script, the publish: the woken polls are answered from the notification', async t => {
+  const admin = redis.admin()
+  const a = await serveOnRedis(t, longPoll, 'fanout:')
+  const b = await serveOnRedis(t, longPoll, 'fanout:')
+  const now = await (await fetch(`${b.origin}/comet/subscribe?subscribed[room]=0&wait=0`)).json() as { p: { room: string } }
+  const cursor = now.p.room
+  const polls = Array.from({ length: 20 }, () => poll(b.origin, { room: cursor }, { signal: AbortSignal.timeout(10_000) }))
+  await eventually(() => b.app.comet.stats().pending === 20)
+  await admin.config('RESETSTAT')
+  const { body: { id } } = await publish(a.origin, 'room', 'to all')
+  const replies = await Promise.all(polls)
+  t.ok(replies.every(r => r.body.m?.room?.[0]?.id === id), 'every poll has the event')
+  const scripts = /cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1]
+  t.equal(scripts, '1', 'one script in all: the publish')
+})
