@@ -99,7 +99,16 @@ export class CometBus {
   async #start (poll: PendingPoll, positions: readonly ReadPosition[]): Promise<void> {
     const { channels } = poll
     // Watch first: a publish while the reads are under way is then seen, and read again below.
-    for (const channel of channels) this.#engine.watch(channel, poll)
+    // An engine on a server may need a round trip to watch: then the reads wait for it.
+    let watching: Array<Promise<void>> | undefined
+    for (const channel of channels) {
+      const watched = this.#engine.watch(channel, poll)
+      if (watched !== undefined) (watching ??= []).push(watched)
+    }
+    if (watching !== undefined) {
+      await Promise.all(watching)
+      if (poll.state === 'done') return
+    }
     let readFrom = positions
     let backlogs = await this.#readAll(channels, readFrom)
     while (poll.missedPublish && !hasNews(backlogs)) {
@@ -149,7 +158,12 @@ export class CometBus {
   // engine whose notification went astray still delivers, and "now" cursors are fresh.
   async #expire (poll: PendingPoll): Promise<void> {
     this.#release(poll)
-    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts), poll.nexts, 'timeout')
+    const backlogs = await this.#readAll(poll.channels, poll.nexts).catch(error => {
+      // The engine's store is down: the poll keeps its cursors, as if nothing came.
+      if ((error as { code?: unknown }).code === 'FST_COMET_ENGINE_UNAVAILABLE') return unchanged(poll.nexts)
+      throw error
+    })
+    this.#answer(poll, backlogs, poll.nexts, 'timeout')
   }
 
   #readAll (channels: readonly string[], positions: readonly ReadPosition[]): Promise<ChannelBacklog[]> {

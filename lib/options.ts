@@ -300,7 +300,7 @@ function knownOptionNames (): string {
     'routeConfig', 'constraints', 'schemaHide'].join(', ')
 }
 
-function invalid (name: string, expected: string, value: unknown): never {
+export function invalid (name: string, expected: string, value: unknown): never {
   throw new errors.FST_COMET_INVALID_OPTION(name, expected, describe(value))
 }
 
@@ -315,11 +315,11 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-function positiveInteger (name: string, value: unknown, expected = 'a positive integer'): void {
+export function positiveInteger (name: string, value: unknown, expected = 'a positive integer'): void {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) invalid(name, expected, value)
 }
 
-function positiveNumber (name: string, value: unknown, expected = 'a positive number'): void {
+export function positiveNumber (name: string, value: unknown, expected = 'a positive number'): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) invalid(name, expected, value)
 }
 

@@ -35,6 +35,8 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   strictUtf8Bodies(fastify)
   fastify.addHook('onError', async (_request, reply, error) => {
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
+    // The engine reconnects within about a second.
+    if (error.code === 'FST_COMET_ENGINE_UNAVAILABLE') reply.header('retry-after', '1')
     metrics.onError(error)
   })
 
