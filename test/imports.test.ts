@@ -52,7 +52,8 @@ function run (command: string, args: string[], cwd: string, timeoutMs: number): 
  */
 async function packAndInstall (workDir: string): Promise<{ packedPaths: string[], consumerDir: string }> {
   // prepack builds dist/ first, so the tarball holds what this checkout compiles to.
-  const [packed] = JSON.parse(await run('npm', ['pack', '--json', '--pack-destination', workDir], repoRoot, 30_000)) as PackResult[]
+  // The build (tsc) runs inside it: on a machine busy with other tests it took over 30 s.
+  const [packed] = JSON.parse(await run('npm', ['pack', '--json', '--pack-destination', workDir], repoRoot, 90_000)) as PackResult[]
   if (packed === undefined) throw new Error('npm pack --json reported no package')
 
   // The project's package.json has no "type", as in most projects; the fixtures' extensions
@@ -70,6 +71,10 @@ async function packAndInstall (workDir: string): Promise<{ packedPaths: string[]
 
   return { packedPaths: packed.files.map(file => file.path), consumerDir }
 }
+
+// Packing (with its build), installing and four consumers: more than .taprc's 120 s when the
+// machine is busy. Set on the root test, this is the whole file's timeout.
+t.setTimeout(240_000)
 
 const workDir = await mkdtemp(join(tmpdir(), 'fastify-comet-imports-'))
 t.teardown(() => rm(workDir, { recursive: true, force: true }))
