@@ -20,6 +20,9 @@ interface PublishRoute {
 
 export async function cometRoutes (fastify: FastifyInstance, { bus, options }: CometRoutesOptions): Promise<void> {
   const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds } = options
+  // Every subscribe answer says how long the server lets a poll wait, in seconds: a client gives up
+  // on a poll whose connection died silently once that, plus a margin, has passed.
+  const cometWait = String(options.pollTimeoutMs / 1000)
 
   // Polls must never be answered from a cache, and neither must their errors.
   // A callback hook, not an async one: it runs on every poll, and needs no promise.
@@ -45,7 +48,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
       // 'close' comes once, also after a normal answer, when cancelling is a no-op.
       reply.raw.on('close', () => poll.cancel())
     }
-    reply.type('application/json; charset=utf-8')
+    reply.type('application/json; charset=utf-8').header('comet-wait', cometWait)
     return poll.reply
   })
 
