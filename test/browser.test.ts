@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url'
 import type { Browser, Page } from 'playwright-core'
 import t from 'tap'
-import { deadline, launchChromium, messagesOf, namesOf, openChat, send, stateOf, waitForState } from './chat-browser.js'
+import { deadline, launchChromium, messagesOf, namesOf, openChat, send, stateOf, waitFor, waitForState } from './chat-browser.js'
 import { startExample } from './example-process.js'
 
 const screenshotPath = fileURLToPath(new URL('../docs/chat.png', import.meta.url))
@@ -64,6 +64,33 @@ async function browserTests (browser: Browser): Promise<void> {
       t.equal(await page.locator('#messages img, #messages script, #messages b').count(), 0, 'no element was made of it')
       t.equal(await page.evaluate(() => (globalThis as { injected?: unknown }).injected), undefined, 'no script ran')
     }
+  })
+
+  t.test('a message shows as sending… until the server accepted it, and as not sent when the POST fails', async t => {
+    const page = await openChat(t, browser, origin, 'sending', 'Ada')
+    let release!: () => void
+    const accepted = new Promise<void>(resolve => { release = resolve })
+    let fail = false
+    await page.route('**/rooms/sending/messages', async route => {
+      if (route.request().method() !== 'POST') return await route.continue()
+      if (fail) return await route.abort('connectionrefused')
+      await accepted
+      await route.continue()
+    })
+    const outbox = async (): Promise<string[]> => await page.locator('#outbox li').allTextContents()
+    await send(page, 'slow')
+    t.same(await waitFor(outbox, texts => texts.length > 0, deadline), ['slowsending…'], 'sending… while the server has not answered')
+    t.same(await messagesOf(page, []), [], 'not in the list yet')
+    release()
+    t.same(await messagesOf(page, ['slow']), ['slow'], 'accepted, it shows in the list')
+    t.same(await waitFor(outbox, texts => texts.length === 0, deadline), [], 'and no longer as sending')
+
+    fail = true
+    await send(page, 'lost')
+    t.same(await waitFor(outbox, texts => texts.includes('lostnot sent'), deadline), ['lostnot sent'], 'a failed POST shows as not sent')
+    t.match(await page.locator('#error').textContent(), /^Not sent: /, 'with the reason')
+    t.equal(await page.inputValue('#text'), 'lost', 'its text is back in the box')
+    t.same(await messagesOf(page, ['slow']), ['slow'])
   })
 
   t.test('a page that was offline shows every message sent meanwhile, once each, in order', async t => {
