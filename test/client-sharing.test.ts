@@ -227,6 +227,20 @@ t.test('three tabs share one poll; each gets the events of its own channels, onc
   await app.comet.publish('room', 6)
   await eventually(() => aRoom.data.length === 6)
   t.same(cOther.data, ['o'])
+
+  // The leader leaves a channel a follower still has: the poll keeps it.
+  a.client.unsubscribe('room')
+  await app.comet.publish('room', 7)
+  await eventually(() => bRoom.data.length === 7)
+  t.same([aRoom.data, bRoom.data], [range(1, 6), range(1, 7)])
+
+  // A tab joining a channel polled already, without history, gets what comes next only.
+  const d = openTab(t, browser, origin)
+  const dRoom = listen(d.client, 'room')
+  await dRoom.ready
+  await app.comet.publish('room', 8)
+  await eventually(() => dRoom.data.length === 1 && bRoom.data.length === 8)
+  t.same(dRoom.data, [8])
 })
 
 t.test('a tab joining a channel the others poll already gets its history, then what comes next, once each', async t => {
@@ -261,19 +275,57 @@ t.test('a tab that cannot read the history is told with onGap, and follows the c
   await firstRoom.ready
   await app.comet.publish('room', 'held')
   await eventually(() => firstRoom.data.length === 1)
+  let historyRequests = 0
   const late = openTab(t, browser, origin, {
     fetch: async (input, init) => {
-      if (String(input).includes('=all')) throw new TypeError('fetch failed')
-      return await fetch(input, init)
+      if (!String(input).includes('=all')) return await fetch(input, init)
+      // An error answer, then no answer at all.
+      if (historyRequests++ === 0) return Response.json({ statusCode: 503, code: 'X', message: 'busy' }, { status: 503 })
+      throw new TypeError('fetch failed')
     }
   })
   const lateRoom = listen(late.client, 'room', { history: true })
   await lateRoom.ready
   t.same(late.gaps, [['room']])
   t.equal(late.errors.length, 3, 'three tries')
+  t.match(late.errors, [{ statusCode: 503 }, { name: 'TypeError' }, { name: 'TypeError' }])
   await app.comet.publish('room', 'next')
   await eventually(() => lateRoom.data.length === 1)
   t.same(lateRoom.data, ['next'])
+})
+
+t.test('a tab that leaves a channel while it reads the history delivers nothing of it', async t => {
+  const { app, origin } = await serve(t)
+  const browser = new FakeBrowser()
+  const first = openTab(t, browser, origin)
+  await listen(first.client, 'room').ready
+  await app.comet.publish('room', 'held')
+  let leave = (): void => {}
+  const late = openTab(t, browser, origin, {
+    fetch: async (input, init) => {
+      if (String(input).includes('=all')) leave()
+      return await fetch(input, init)
+    }
+  })
+  const lateRoom = listen(late.client, 'room', { history: true })
+  leave = () => { late.client.unsubscribe('room') }
+  await t.rejects(lateRoom.ready, { code: 'FST_COMET_CLIENT_UNSUBSCRIBED' })
+  await sleep(50)
+  t.same(lateRoom.data, [])
+})
+
+t.test('a thousand events and more in a row reach every tab, once each, in order', async t => {
+  const { app, origin } = await serve(t, { historySize: 2000 })
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room')
+  const bRoom = listen(b.client, 'room')
+  await Promise.all([aRoom.ready, bRoom.ready])
+  const sent = range(1, 1200)
+  for (const n of sent) await app.comet.publish('room', n)
+  await eventually(() => aRoom.data.length >= 1200 && bRoom.data.length >= 1200, 10_000)
+  t.same(aRoom.data, sent)
+  t.same(bRoom.data, sent)
 })
 
 t.test('two tabs asking for history before the first answer both get it, from the one poll', async t => {
@@ -303,7 +355,8 @@ t.test('the leader crashes while events flow: the others take over from the curs
   const tabs = [openTab(t, browser, origin), openTab(t, browser, origin), openTab(t, browser, origin)]
   const rooms = tabs.map(({ client }) => listen(client, 'room'))
   const only = listen((tabs[2] as Tab).client, 'only')
-  await Promise.all([...rooms, only].map(({ ready }) => ready))
+  const second = listen((tabs[1] as Tab).client, 'second')
+  await Promise.all([...rooms, only, second].map(({ ready }) => ready))
   await eventually(() => app.comet.stats().pending === 1)
   const sent = await publishWhile(app, 40, { 15: () => { (tabs[0] as Tab).tab.crash() } })
   await app.comet.publish('only', 'o')
@@ -418,6 +471,13 @@ t.test('a tab that cannot place an answer (a cursor it never passed) asks the le
   const needs: unknown[] = []
   channel.addEventListener('message', ({ data }) => { if ((data as { t: string }).t === 'need') needs.push(data) })
   channel.postMessage({ t: 'reply', from: 'forger', items: [{ c: 'room', from: 'never.seen.0', m: [{ id: 'x.y.1', data: 'forged' }], p: 'x.y.1', gap: false }] })
+  // Requests about channels nobody polls change nothing; a ping gets a beat.
+  channel.postMessage({ t: 'need', from: 'forger', c: 'unknown', cursor: 'x.y.0' })
+  channel.postMessage({ t: 'leave', from: 'forger', c: 'unknown' })
+  const beats: unknown[] = []
+  channel.addEventListener('message', ({ data }) => { if ((data as { t: string }).t === 'beat') beats.push(data) })
+  channel.postMessage({ t: 'ping', from: 'forger' })
+  await eventually(() => beats.length > 0)
   // And a stale first answer, which a tab that has its own already ignores.
   channel.postMessage({ t: 'reply', from: 'forger', items: [{ c: 'room', from: null, m: [{ id: 'x.y.2', data: 'stale' }], p: 'x.y.2', gap: false }] })
   // The follower posts its need; the leader, which cannot place it either, asks its own poll.

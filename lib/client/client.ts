@@ -181,7 +181,7 @@ type Message =
   | { t: 'error', from: string, error: ErrorShape }
   | { t: 'join', from: string, c: string, history: boolean }
   | { t: 'leave', from: string, c: string }
-  | { t: 'here', from: string, channels: Array<{ c: string, cursor: string | null, history: boolean }> }
+  | { t: 'here', from: string, channels: Array<{ c: string, cursor: string | undefined, history: boolean }> }
   | { t: 'need', from: string, c: string, cursor: string }
   | { t: 'ping', from: string }
 
@@ -208,8 +208,6 @@ const stuckMs = 2000
 const inheritedGraceMs = 2000
 /** Cursors and event ids a tab remembers per channel, to recognise answers and repeats. */
 const seenLimit = 1000
-/** Answers a tab holds per channel until it can place them. */
-const bufferLimit = 100
 /** Requests a tab makes at most to read a channel's history. */
 const historyRequests = 20
 
@@ -455,7 +453,6 @@ export class CometClient {
         this.#receive(message)
       },
       onError: error => {
-        if (this.#poller !== poller) return
         this.#post({ t: 'error', from: this.#tab, error: { name: error.name, message: error.message, code: (error as CometClientError).code, statusCode: (error as CometClientError).statusCode, retryAfter: (error as CometClientError).retryAfter } })
         this.#call(this.#options.onError, error)
       }
@@ -484,13 +481,13 @@ export class CometClient {
       // Tabs closed or crashed hold no lock any more: their channels need no polling.
       void this.#sharing?.locks.query?.().then(snapshot => {
         const prefix = `${this.#key} tab `
-        const locks = [...snapshot.held ?? [], ...snapshot.pending ?? []]
-        const alive = new Set(locks.map(lock => lock.name ?? '').filter(name => name.startsWith(prefix)).map(name => name.slice(prefix.length)))
+        // Held or still queued: a tab's lock is granted at once, but a snapshot may come first.
+        const names = Object.values(snapshot).flat().map(lock => String(lock.name))
+        const alive = new Set(names.filter(name => name.startsWith(prefix)).map(name => name.slice(prefix.length)))
         poller.prune(alive, Date.now())
       })
       return
     }
-    if (this.#channels.size === 0) return
     const silence = Date.now() - this.#lastHeard
     if (silence > stealAfterMs) {
       // The leader is frozen (a background tab) or gone without its lock: take over.
@@ -511,12 +508,11 @@ export class CometClient {
         this.#poller?.handle(message)
         return
       case 'lead':
-        if (message.from === this.#tab) return
         // Another tab leads: this one was stolen from, if it led.
         this.#stopLeading()
         this.#leader = message.from
         this.#heard()
-        this.#post({ t: 'here', from: this.#tab, channels: [...this.#channels].map(([c, state]) => ({ c, cursor: state.head ?? null, history: state.history })) })
+        this.#post({ t: 'here', from: this.#tab, channels: [...this.#channels].map(([c, state]) => ({ c, cursor: state.head, history: state.history })) })
         return
     }
     this.#leader ??= message.from
@@ -573,8 +569,8 @@ export class CometClient {
       // What came before the tab's first answer belongs to before it joined.
       if (first && fresh !== undefined) state.buffered = []
       if (fresh === undefined) {
+        // Bounded in time: #checkStuck drops what stays unplaced.
         state.buffered.push({ batch, at: Date.now() })
-        if (state.buffered.length > bufferLimit) state.buffered.shift()
         continue
       }
       if (batch.gap) gaps.push(batch.c)
@@ -650,7 +646,7 @@ export class CometClient {
         const reply = asPollReply(await response.json())
         const events = reply.m?.[name] ?? []
         held.push(...events)
-        cursor = reply.p[name] ?? cursor
+        cursor = reply.p[name] as string
         complete = events.length === 0
       } catch (error) {
         failures++
@@ -677,7 +673,6 @@ export class CometClient {
 
   // A tab is connected when the shared poll is and has answered for one of its channels at least.
   #refreshState (): void {
-    if (this.#state === 'closed') return
     const poll = this.#pollState
     let state: CometClientState = 'connecting'
     if (this.#channels.size === 0) state = 'idle'
@@ -798,7 +793,7 @@ class Poller {
         for (const [name] of this.#channels) {
           if (!named.has(name)) this.#leave(message.from, name)
         }
-        for (const { c, cursor, history } of message.channels) this.handle({ t: 'join', from: message.from, c, history }, cursor ?? undefined)
+        for (const { c, cursor, history } of message.channels) this.handle({ t: 'join', from: message.from, c, history }, cursor)
         break
       }
       case 'need': {
