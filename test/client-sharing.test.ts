@@ -489,6 +489,36 @@ t.test('a tab that cannot place an answer (a cursor it never passed) asks the le
   t.same([aRoom.data, bRoom.data], [[1, 2], [1, 2]], 'nothing forged, lost or repeated')
 })
 
+t.test('an answer passed on twice, and a poll made again from an older cursor, repeat nothing', async t => {
+  const { app, origin } = await serve(t)
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room')
+  const bRoom = listen(b.client, 'room')
+  await Promise.all([aRoom.ready, bRoom.ready])
+  const forger = new FakeTab(browser)
+  const channel = new forger.sharing.BroadcastChannel(`fastify-comet ${origin}/comet/`)
+  t.teardown(() => { channel.close() })
+  const replies: Array<{ items: Array<{ c: string, from: string | null, m: unknown[] }> }> = []
+  channel.addEventListener('message', ({ data }) => { if ((data as { t: string }).t === 'reply') replies.push(data as typeof replies[number]) })
+  for (const n of [1, 2, 3]) {
+    await app.comet.publish('room', n)
+    await eventually(() => bRoom.data.length === n)
+  }
+  const withEvents = replies.filter(reply => reply.items.some(item => item.c === 'room' && item.m.length > 0))
+  const first = withEvents[0]?.items.find(item => item.c === 'room')
+  t.ok(first?.from, 'an answer from a cursor')
+  // The same answer again, as a stale leader would pass it on.
+  channel.postMessage(withEvents[0])
+  // And the leader asked to poll from before the first event: it brings 1, 2 and 3 again.
+  channel.postMessage({ t: 'need', from: 'forger', c: 'room', cursor: first?.from })
+  await eventually(() => replies.some(reply => reply.items.some(item => item.c === 'room' && item.m.length === 3)))
+  await app.comet.publish('room', 4)
+  await eventually(() => aRoom.data.length >= 4 && bRoom.data.length >= 4)
+  await sleep(50)
+  t.same([aRoom.data, bRoom.data], [[1, 2, 3, 4], [1, 2, 3, 4]])
+})
+
 t.test('answers that come out of order are placed in order', async t => {
   const { app, origin } = await serve(t)
   const browser = new FakeBrowser()
