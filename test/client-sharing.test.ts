@@ -201,6 +201,34 @@ function listen (client: CometClient, channel: string, options = {}): { data: un
   return { data, ready }
 }
 
+/** A server, and a tab that listens to 'room' and has got `events`, published there. */
+async function firstTabWith (t: Test, events: unknown[]): Promise<{ app: Awaited<ReturnType<typeof serve>>['app'], origin: string, browser: FakeBrowser, firstRoom: ReturnType<typeof listen> }> {
+  const { app, origin } = await serve(t)
+  const browser = new FakeBrowser()
+  const firstRoom = listen(openTab(t, browser, origin).client, 'room')
+  await firstRoom.ready
+  for (const data of events) await app.comet.publish('room', data)
+  await eventually(() => firstRoom.data.length === events.length)
+  return { app, origin, browser, firstRoom }
+}
+
+/** Two tabs, both listening to 'room', ready. */
+async function twoTabsInRoom (t: Test, origin: string): Promise<{ browser: FakeBrowser, a: Tab, b: Tab, aRoom: ReturnType<typeof listen>, bRoom: ReturnType<typeof listen> }> {
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room')
+  const bRoom = listen(b.client, 'room')
+  await Promise.all([aRoom.ready, bRoom.ready])
+  return { browser, a, b, aRoom, bRoom }
+}
+
+/** The tabs' channel, for a test that sends what no tab would (forged answers, requests) and listens. */
+function forgedChannel (t: Test, browser: FakeBrowser, origin: string): CometBroadcastChannel {
+  const channel = new new FakeTab(browser).sharing.BroadcastChannel(`fastify-comet ${origin}/comet/`)
+  t.teardown(() => { channel.close() })
+  return channel
+}
+
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i)
 
 t.test('three tabs share one poll; each gets the events of its own channels, once, in order', async t => {
@@ -244,13 +272,7 @@ t.test('three tabs share one poll; each gets the events of its own channels, onc
 })
 
 t.test('a tab joining a channel the others poll already gets its history, then what comes next, once each', async t => {
-  const { app, origin } = await serve(t)
-  const browser = new FakeBrowser()
-  const first = openTab(t, browser, origin)
-  const firstRoom = listen(first.client, 'room')
-  await firstRoom.ready
-  for (const n of range(1, 3)) await app.comet.publish('room', n)
-  await eventually(() => firstRoom.data.length === 3)
+  const { app, origin, browser, firstRoom } = await firstTabWith(t, range(1, 3))
 
   const late = openTab(t, browser, origin)
   const lateRoom = listen(late.client, 'room', { history: true })
@@ -268,13 +290,7 @@ t.test('a tab joining a channel the others poll already gets its history, then w
 })
 
 t.test('a tab that cannot read the history is told with onGap, and follows the channel from then on', async t => {
-  const { app, origin } = await serve(t)
-  const browser = new FakeBrowser()
-  const first = openTab(t, browser, origin)
-  const firstRoom = listen(first.client, 'room')
-  await firstRoom.ready
-  await app.comet.publish('room', 'held')
-  await eventually(() => firstRoom.data.length === 1)
+  const { app, origin, browser } = await firstTabWith(t, ['held'])
   let historyRequests = 0
   const late = openTab(t, browser, origin, {
     fetch: async (input, init) => {
@@ -295,11 +311,7 @@ t.test('a tab that cannot read the history is told with onGap, and follows the c
 })
 
 t.test('a tab that leaves a channel while it reads the history delivers nothing of it', async t => {
-  const { app, origin } = await serve(t)
-  const browser = new FakeBrowser()
-  const first = openTab(t, browser, origin)
-  await listen(first.client, 'room').ready
-  await app.comet.publish('room', 'held')
+  const { origin, browser } = await firstTabWith(t, ['held'])
   let leave = (): void => {}
   const late = openTab(t, browser, origin, {
     fetch: async (input, init) => {
@@ -316,11 +328,7 @@ t.test('a tab that leaves a channel while it reads the history delivers nothing 
 
 t.test('a thousand events and more in a row reach every tab, once each, in order', async t => {
   const { app, origin } = await serve(t, { historySize: 2000 })
-  const browser = new FakeBrowser()
-  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
-  const aRoom = listen(a.client, 'room')
-  const bRoom = listen(b.client, 'room')
-  await Promise.all([aRoom.ready, bRoom.ready])
+  const { browser, a, b, aRoom, bRoom } = await twoTabsInRoom(t, origin)
   const sent = range(1, 1200)
   for (const n of sent) await app.comet.publish('room', n)
   await eventually(() => aRoom.data.length >= 1200 && bRoom.data.length >= 1200, 10_000)
@@ -369,11 +377,7 @@ t.test('the leader crashes while events flow: the others take over from the curs
 
 t.test('the leader closes: the next tab leads at once from the last cursors', async t => {
   const { app, origin } = await serve(t)
-  const browser = new FakeBrowser()
-  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
-  const aRoom = listen(a.client, 'room')
-  const bRoom = listen(b.client, 'room')
-  await Promise.all([aRoom.ready, bRoom.ready])
+  const { browser, a, b, aRoom, bRoom } = await twoTabsInRoom(t, origin)
   const sent = await publishWhile(app, 20, { 8: () => { a.client.close() } })
   await eventually(() => bRoom.data.length === 20)
   await sleep(30)
@@ -455,19 +459,12 @@ t.test('an error answer reaches the followers with its code and status', async t
 
 t.test('a tab that cannot place an answer (a cursor it never passed) asks the leader to poll from its own cursor', async t => {
   const { app, origin } = await serve(t)
-  const browser = new FakeBrowser()
-  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
-  const aRoom = listen(a.client, 'room')
-  const bRoom = listen(b.client, 'room')
-  await Promise.all([aRoom.ready, bRoom.ready])
+  const { browser, a, b, aRoom, bRoom } = await twoTabsInRoom(t, origin)
   await app.comet.publish('room', 1)
   await eventually(() => bRoom.data.length === 1)
 
   // A forged answer, as from a leader that polled from a cursor the tabs never had.
-  const forger = new FakeTab(browser)
-  const { BroadcastChannel } = forger.sharing
-  const channel = new BroadcastChannel(`fastify-comet ${origin}/comet/`)
-  t.teardown(() => { channel.close() })
+  const channel = forgedChannel(t, browser, origin)
   const needs: unknown[] = []
   channel.addEventListener('message', ({ data }) => { if ((data as { t: string }).t === 'need') needs.push(data) })
   channel.postMessage({ t: 'reply', from: 'forger', items: [{ c: 'room', from: 'never.seen.0', m: [{ id: 'x.y.1', data: 'forged' }], p: 'x.y.1', gap: false }] })
@@ -491,14 +488,8 @@ t.test('a tab that cannot place an answer (a cursor it never passed) asks the le
 
 t.test('an answer passed on twice, and a poll made again from an older cursor, repeat nothing', async t => {
   const { app, origin } = await serve(t)
-  const browser = new FakeBrowser()
-  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
-  const aRoom = listen(a.client, 'room')
-  const bRoom = listen(b.client, 'room')
-  await Promise.all([aRoom.ready, bRoom.ready])
-  const forger = new FakeTab(browser)
-  const channel = new forger.sharing.BroadcastChannel(`fastify-comet ${origin}/comet/`)
-  t.teardown(() => { channel.close() })
+  const { browser, a, b, aRoom, bRoom } = await twoTabsInRoom(t, origin)
+  const channel = forgedChannel(t, browser, origin)
   const replies: Array<{ items: Array<{ c: string, from: string | null, m: unknown[] }> }> = []
   channel.addEventListener('message', ({ data }) => { if ((data as { t: string }).t === 'reply') replies.push(data as typeof replies[number]) })
   for (const n of [1, 2, 3]) {
@@ -525,10 +516,7 @@ t.test('answers that come out of order are placed in order', async t => {
   const a = openTab(t, browser, origin)
   const aRoom = listen(a.client, 'room')
   await aRoom.ready
-  const forger = new FakeTab(browser)
-  const { BroadcastChannel } = forger.sharing
-  const channel = new BroadcastChannel(`fastify-comet ${origin}/comet/`)
-  t.teardown(() => { channel.close() })
+  const channel = forgedChannel(t, browser, origin)
   let head = ''
   channel.addEventListener('message', ({ data }) => {
     const message = data as { t: string, items?: Array<{ c: string, p: string }> }

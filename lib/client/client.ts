@@ -433,8 +433,11 @@ export class CometClient {
   }
 
   #stopLeading (): void {
-    this.#poller?.stop()
+    if (this.#poller === undefined) return
+    this.#poller.stop()
     this.#poller = undefined
+    // The next leader's first message names it.
+    this.#leader = undefined
     this.#resign?.()
     this.#resign = undefined
   }
@@ -448,7 +451,6 @@ export class CometClient {
       timeoutMargin: this.#timeoutMargin,
       state: this.#pollState,
       send: message => {
-        if (this.#poller !== poller) return
         this.#post(message)
         this.#receive(message)
       },
@@ -508,9 +510,9 @@ export class CometClient {
         this.#poller?.handle(message)
         return
       case 'lead':
-        // Another tab leads: this one was stolen from, if it led.
-        this.#stopLeading()
-        this.#leader = message.from
+        // Another tab leads. If this one led, its lock was stolen: the lock's rejection makes it
+        // follow (not this message, which may be older than this tab's own lead).
+        if (this.#poller === undefined) this.#leader = message.from
         this.#heard()
         this.#post({ t: 'here', from: this.#tab, channels: [...this.#channels].map(([c, state]) => ({ c, cursor: state.head, history: state.history })) })
         return
