@@ -510,6 +510,23 @@ t.test('an answer passed on twice, and a poll made again from an older cursor, r
   t.same([aRoom.data, bRoom.data], [[1, 2, 3, 4], [1, 2, 3, 4]])
 })
 
+t.test('a stale lead message (a tab that led before this leader stole the lock) does not stop the leader', async t => {
+  const { app, origin } = await serve(t)
+  const { browser, aRoom, bRoom } = await twoTabsInRoom(t, origin)
+  const channel = forgedChannel(t, browser, origin)
+  const heres: unknown[] = []
+  channel.addEventListener('message', ({ data }) => { if ((data as { t: string }).t === 'here') heres.push(data) })
+  channel.postMessage({ t: 'lead', from: 'forger' })
+  await eventually(() => heres.length === 2)
+  t.match(heres, [{ channels: [{ c: 'room' }] }, { channels: [{ c: 'room' }] }], 'every tab tells it its channels')
+  await app.comet.publish('room', 1)
+  await eventually(() => aRoom.data.length === 1 && bRoom.data.length === 1)
+  await eventually(() => app.comet.stats().pending === 1)
+  await app.comet.publish('room', 2)
+  await eventually(() => aRoom.data.length === 2 && bRoom.data.length === 2)
+  t.same([aRoom.data, bRoom.data], [[1, 2], [1, 2]], 'the leader polls on')
+})
+
 t.test('answers that come out of order are placed in order', async t => {
   const { app, origin } = await serve(t)
   const browser = new FakeBrowser()
