@@ -527,6 +527,20 @@ t.test('a stale lead message (a tab that led before this leader stole the lock) 
   t.same([aRoom.data, bRoom.data], [[1, 2], [1, 2]], 'the leader polls on')
 })
 
+t.test('a tab closed while the lock it queued for was being granted does not lead', async t => {
+  const { app, origin } = await serve(t)
+  const { a, b } = await twoTabsInRoom(t, origin)
+  // The lock goes to the frozen tab: its grant runs when it thaws, after it was closed.
+  b.tab.freeze()
+  a.client.close()
+  await sleep(20)
+  b.client.close()
+  b.tab.thaw()
+  await sleep(50)
+  await eventually(() => app.comet.stats().pending === 0)
+  t.equal(b.client.state, 'closed')
+})
+
 t.test('answers that come out of order are placed in order', async t => {
   const { app, origin } = await serve(t)
   const browser = new FakeBrowser()
