@@ -64,3 +64,11 @@ t.test('without exposedHeaders, Retry-After is sent but not exposed to the page'
   await app.comet.publish('room', 1)
   await (await waiting).arrayBuffer()
 })
+
+t.test('with Comet-Wait exposed too, a page on another origin can read how long a poll may wait', async t => {
+  const { origin } = await serveWithCors(t, ['Retry-After', 'Comet-Wait'])
+  const answer = await fetch(`${origin}/comet/subscribe?subscribed[room]=0&wait=0`, { headers: { origin: page } })
+  t.equal(answer.status, 200)
+  t.equal(answer.headers.get('comet-wait'), '40', 'tries × sleep of the defaults')
+  t.match(answer.headers.get('access-control-expose-headers'), /\bComet-Wait\b/, 'what lets the client\'s watchdog see it')
+})

@@ -15,6 +15,7 @@ const list = document.querySelector('#messages')
 const sendForm = document.querySelector('#send')
 const textInput = document.querySelector('#text')
 const errorLine = document.querySelector('#error')
+const outbox = document.querySelector('#outbox')
 
 /** The room shown. */
 let room
@@ -50,6 +51,7 @@ function join (name) {
   if (location.hash !== `#${name}`) history.replaceState(null, '', `#${name}`)
   shown = new Map()
   list.replaceChildren()
+  outbox.replaceChildren()
   reloading = undefined
   reloadedAt = undefined
   showStatus()
@@ -121,6 +123,8 @@ function show (message) {
   else before.after(item)
   shown.set(message.seq, item)
   item.scrollIntoView({ block: 'nearest' })
+  // The server accepted it, and here it is: no longer "sending…".
+  outbox.querySelector(`[data-seq="${message.seq}"]`)?.remove()
 }
 
 function showStatus () {
@@ -144,6 +148,8 @@ function showStatus () {
 }
 
 // Messages are posted one after another, so that they reach the server in the order they were sent.
+// Each shows below the list as "sending…" from Enter until the server accepted it, and then until
+// it comes back through the room's channel; one the server refused or never got says so.
 let sending = Promise.resolve()
 sendForm.addEventListener('submit', event => {
   event.preventDefault()
@@ -151,6 +157,7 @@ sendForm.addEventListener('submit', event => {
   const message = { name: nameInput.value, text: textInput.value }
   const sentRoom = room
   textInput.value = ''
+  const pending = outgoing(message.text)
   sending = sending.then(async () => {
     try {
       const response = await fetch(`/rooms/${sentRoom}/messages`, {
@@ -159,13 +166,32 @@ sendForm.addEventListener('submit', event => {
         body: JSON.stringify(message)
       })
       if (!response.ok) throw new Error((await response.json()).message)
+      const { seq } = await response.json()
       errorLine.textContent = ''
+      if (shown.has(seq) || sentRoom !== room) pending.remove()
+      else pending.dataset.seq = String(seq)
     } catch (error) {
       errorLine.textContent = `Not sent: ${error.message}`
+      pending.dataset.state = 'failed'
+      pending.querySelector('.state').textContent = 'not sent'
       if (textInput.value === '') textInput.value = message.text
     }
   })
 })
+
+function outgoing (text) {
+  const item = document.createElement('li')
+  item.dataset.state = 'sending'
+  const body = document.createElement('span')
+  body.className = 'text'
+  body.textContent = text
+  const state = document.createElement('span')
+  state.className = 'state'
+  state.textContent = 'sending…'
+  item.append(body, state)
+  outbox.append(item)
+  return item
+}
 
 whoForm.addEventListener('submit', event => {
   event.preventDefault()

@@ -25,6 +25,9 @@ interface PublishRoute {
 
 export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, options }: CometRoutesOptions): Promise<void> {
   const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds, routeOptions, schemaHide } = options
+  // Every subscribe answer says how long the server lets a poll wait, in seconds: a client gives up
+  // on a poll whose connection died silently once that, plus a margin, has passed.
+  const cometWait = String(options.pollTimeoutMs / 1000)
 
   // Polls must never be answered from a cache, and neither must their errors.
   // A callback hook, not an async one: it runs on every poll, and needs no promise.
@@ -52,7 +55,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
 
     const poll = bus.poll(subscription, { wait: (request.query as { wait?: string }).wait !== '0' })
     cancelOnHangUp(request, reply, poll)
-    reply.type('application/json; charset=utf-8')
+    reply.type('application/json; charset=utf-8').header('comet-wait', cometWait)
     return poll.reply
   })
 
