@@ -1,0 +1,125 @@
+// A private redis-server on a free port, for the tests and the benchmark: never the shared one on
+// 6379. It can be killed and started again on the same port and directory, with or without the
+// snapshot it saved, so that a test sees what a client sees when Redis restarts.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+export interface RedisServer {
+  readonly port: number
+  /** redis://127.0.0.1:<port> */
+  readonly url: string
+  /** The pid of the redis-server running now (it changes on restart). */
+  readonly pid: number
+  /**
+   * Stops the server. `save: true` writes its snapshot first (SHUTDOWN SAVE), so that the next
+   * start loads it; otherwise it is killed with SIGKILL and anything not yet saved is lost.
+   */
+  stop (options?: { save?: boolean }): Promise<void>
+  /** Starts it again on the same port and directory, loading the last snapshot if there is one. */
+  start (): Promise<void>
+  /** Stops it for good and removes its directory. */
+  close (): Promise<void>
+}
+
+export interface RedisServerOptions {
+  /** Saves to its directory when asked (SHUTDOWN SAVE) and loads the snapshot on start. @default false */
+  persistent?: boolean
+}
+
+/** A TCP port that was free a moment ago. */
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  /* c8 ignore next */
+  if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
+  return address.port
+}
+
+/** Starts redis-server on a free port of 127.0.0.1; resolves once it accepts connections. */
+export async function startRedisServer ({ persistent = false }: RedisServerOptions = {}): Promise<RedisServer> {
+  const port = await freePort()
+  const directory = mkdtempSync(join(tmpdir(), 'comet-redis-'))
+  const args = [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', directory,
+    // Saved only when asked: no background saves, no append-only file.
+    '--save', '', '--appendonly', 'no', '--dbfilename', 'dump.rdb',
+    '--loglevel', 'warning', '--logfile', join(directory, 'redis.log')
+  ]
+  let child: ChildProcess | undefined
+
+  const start = async (): Promise<void> => {
+    const started = spawn('redis-server', args, { stdio: 'ignore' })
+    child = started
+    const exited = once(started, 'exit')
+    // Connection refused until it listens; give up if it exits or takes over ten seconds.
+    const deadline = Date.now() + 10_000
+    for (;;) {
+      if (started.exitCode !== null) throw new Error(`redis-server exited with ${started.exitCode}; see ${directory}/redis.log`)
+      if (await answersPing(port)) return
+      if (Date.now() > deadline) {
+        started.kill('SIGKILL')
+        await exited
+        throw new Error(`redis-server did not listen on ${port} within 10 s`)
+      }
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  }
+
+  const stop = async ({ save = false } = {}): Promise<void> => {
+    const running = child
+    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
+    const exited = once(running, 'exit')
+    if (save && persistent) await command(port, 'SHUTDOWN SAVE').catch(() => undefined)
+    else running.kill('SIGKILL')
+    await exited
+  }
+
+  await start()
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get pid () { return child?.pid ?? -1 },
+    stop,
+    start,
+    async close () {
+      await stop()
+      rmSync(directory, { recursive: true, force: true })
+    }
+  }
+}
+
+/** Sends one inline command and resolves to the first line of the answer. */
+export function command (port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ port, host: '127.0.0.1' })
+    let answer = ''
+    socket.setEncoding('utf8')
+    socket.setTimeout(2000, () => socket.destroy(new Error(`redis ${line}: no answer in 2 s`)))
+    socket.on('connect', () => socket.write(`${line}\r\n`))
+    socket.on('data', (chunk: string) => {
+      answer += chunk
+      if (answer.includes('\r\n')) {
+        socket.end()
+        resolve(answer.slice(0, answer.indexOf('\r\n')))
+      }
+    })
+    socket.on('error', reject)
+    // SHUTDOWN closes the connection without an answer.
+    socket.on('close', () => resolve(answer))
+  })
+}
+
+async function answersPing (port: number): Promise<boolean> {
+  try {
+    return await command(port, 'PING') === '+PONG'
+  } catch {
+    return false
+  }
+}
