@@ -123,3 +123,53 @@ async function answersPing (port: number): Promise<boolean> {
     return false
   }
 }
+
+/** What redis-server has spent and done since it started: CPU and commands answered (INFO itself left out). */
+export interface RedisCounters {
+  /** used_cpu_user + used_cpu_sys of the server and its threads, in microseconds. */
+  cpuUs: number
+  /** Calls of every command, from INFO commandstats, except INFO. */
+  commands: number
+  /** Calls per command name, INFO left out. */
+  byCommand: Record<string, number>
+}
+
+/** Reads INFO cpu and commandstats. */
+export async function redisCounters (port: number): Promise<RedisCounters> {
+  const info = await bulkCommand(port, 'INFO cpu commandstats')
+  const number = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0)
+  const byCommand: Record<string, number> = {}
+  let commands = 0
+  for (const [, name, calls] of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    if (name === 'info') continue
+    byCommand[name as string] = Number(calls)
+    commands += Number(calls)
+  }
+  return { cpuUs: Math.round((number('used_cpu_user') + number('used_cpu_sys')) * 1e6), commands, byCommand }
+}
+
+/** Sends one inline command whose answer is a bulk string, and resolves to that string. */
+function bulkCommand (port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ port, host: '127.0.0.1' })
+    let answer = Buffer.alloc(0)
+    socket.setTimeout(2000, () => socket.destroy(new Error(`redis ${line}: no answer in 2 s`)))
+    socket.on('connect', () => socket.write(`${line}\r\n`))
+    socket.on('data', (chunk: Buffer) => {
+      answer = Buffer.concat([answer, chunk])
+      const headEnd = answer.indexOf('\r\n')
+      if (headEnd === -1) return
+      const head = answer.toString('latin1', 0, headEnd)
+      if (!head.startsWith('$')) {
+        socket.destroy()
+        reject(new Error(`redis ${line}: ${head}`))
+        return
+      }
+      const length = Number(head.slice(1))
+      if (answer.length < headEnd + 2 + length) return
+      socket.end()
+      resolve(answer.toString('utf8', headEnd + 2, headEnd + 2 + length))
+    })
+    socket.on('error', reject)
+  })
+}
