@@ -24,9 +24,17 @@ export function runCluster ({ workers, port, host }: ClusterOptions): void {
     if (listening.size === workers) log(`Cluster of ${workers} workers listening at http://${address.address ?? host}:${address.port}`)
   })
   cluster.on('exit', (worker, code, signal) => {
-    listening.delete(worker.id)
+    const hadListened = listening.delete(worker.id)
     if (closing) {
       if (Object.keys(cluster.workers ?? {}).length === 0) log('all workers stopped')
+      return
+    }
+    if (!hadListened) {
+      // It failed while starting (Redis unreachable, say): another would too. Stop them all.
+      log('a worker failed before listening; stopping', { worker: worker.process.pid, code, signal })
+      process.exitCode = 1
+      closing = true
+      for (const other of Object.values(cluster.workers ?? {})) other?.process.kill('SIGTERM')
       return
     }
     log('a worker stopped; starting another', { worker: worker.process.pid, code, signal })

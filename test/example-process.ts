@@ -16,14 +16,28 @@ export interface ExampleServer {
   stop: (signal: NodeJS.Signals) => Promise<number | null>
 }
 
+export interface ExampleOptions {
+  /** 0: a free one. */
+  port?: number
+  /** Runs the chat on Redis (REDIS_URL). */
+  redisUrl?: string
+  /** Runs it as this many processes of a node:cluster (WORKERS); needs redisUrl. */
+  workers?: number
+}
+
 /**
- * Starts example/server.ts on `port` (0: a free one) and resolves once it listens. The process is
- * killed when the test ends, if it still runs.
+ * Starts example/server.ts on `port` and resolves once it listens (every worker, for a cluster).
+ * The process is killed when the test ends, if it still runs.
  */
-export async function startExample (t: Test, { port = 0 } = {}): Promise<ExampleServer> {
+export async function startExample (t: Test, { port = 0, redisUrl, workers }: ExampleOptions = {}): Promise<ExampleServer> {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1' }
+  delete env.REDIS_URL
+  delete env.WORKERS
+  if (redisUrl !== undefined) env.REDIS_URL = redisUrl
+  if (workers !== undefined) env.WORKERS = String(workers)
   const server: ChildProcessByStdio<null, Readable, null> = spawn(...outsideTap(process.execPath, ['--import=tsx', 'example/server.ts']), {
     cwd: repoRoot,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
+    env,
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const exited = once(server, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
@@ -34,13 +48,17 @@ export async function startExample (t: Test, { port = 0 } = {}): Promise<Example
     }
   })
 
-  // Fastify's logger prints one JSON line per event; the listening one names the address.
+  // Fastify's logger prints one JSON line per event; the listening one names the address. A
+  // cluster's primary says so once all its workers listen.
+  const listening = workers === undefined || workers === 1
+    ? /Server listening at (http:\/\/127\.0\.0\.1:\d+)/
+    : /Cluster of \d+ workers listening at (http:\/\/127\.0\.0\.1:\d+)/
   let output = ''
   const origin = await new Promise<string>((resolve, reject) => {
     server.stdout.setEncoding('utf8')
     server.stdout.on('data', (chunk: string) => {
       output += chunk
-      const address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+      const address = listening.exec(output)?.[1]
       if (address !== undefined) {
         // Keep reading, so that the server never blocks on a full pipe, but stop keeping it.
         output = ''
