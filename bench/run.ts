@@ -50,7 +50,7 @@ import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { redisCounters, startRedisServer, type RedisServer } from '../test/redis-server.js'
+import { redisCounters, startRedisServer, type RedisServer } from './redis-server.js'
 import type { DriverSettings, FanoutResult, RedisUse, ThroughputResult } from './clients/driver.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))

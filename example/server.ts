@@ -128,12 +128,8 @@ async function serve (): Promise<void> {
 
 /** The Redis engine and a store in Redis, both closed with the server. */
 async function onRedis (fastify: ReturnType<typeof Fastify>, url: string): Promise<{ engine: CometEngine, store: ChatStore }> {
-  // PENDING-MERGE: the engine lands from the issue8 branch; until then it is loaded untyped.
-  const enginePath = '../lib/engines/redis/index.js'
-  const [{ Redis }, { RedisEngine }] = await Promise.all([
-    import('ioredis'),
-    import(enginePath) as Promise<{ RedisEngine: new (options: { redis: string, historySize: number, historyTtl: number }) => CometEngine }>
-  ])
+  // Loaded only here: plain `npm start` needs neither ioredis nor the engine.
+  const [{ Redis }, { RedisEngine }] = await Promise.all([import('ioredis'), import('../lib/engines/redis/index.js')])
   const engine = new RedisEngine({ redis: url, historySize: recentMessages, historyTtl: keepSeconds })
   // A connection of the store's own: while Redis is down, a command fails at once (no offline
   // queue), so a post gets 503 instead of waiting; it reconnects within a second of Redis's return.

@@ -103,7 +103,16 @@ export class CometBus {
   async #start (poll: PendingPoll, positions: readonly ReadPosition[]): Promise<void> {
     const { channels } = poll
     // Watch first: a publish while the reads are under way is then seen, and read again below.
-    for (const channel of channels) this.#engine.watch(channel, poll)
+    // An engine on a server may need a round trip to watch: then the reads wait for it.
+    let watching: Array<Promise<void>> | undefined
+    for (const channel of channels) {
+      const watched = this.#engine.watch(channel, poll)
+      if (watched !== undefined) (watching ??= []).push(watched)
+    }
+    if (watching !== undefined) {
+      await Promise.all(watching)
+      if (poll.state === 'done') return
+    }
     let backlogs = await this.#readAll(channels, positions)
     while (poll.missedPublish && !hasNews(backlogs)) {
       poll.missedPublish = false
@@ -147,7 +156,11 @@ export class CometBus {
   // engine whose notification went astray still delivers, and "now" cursors are fresh.
   async #expire (poll: PendingPoll): Promise<void> {
     this.#release(poll)
-    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts))
+    this.#answer(poll, await this.#readAll(poll.channels, poll.nexts).catch(error => {
+      // The engine's store is down: the poll keeps its cursors, as if nothing came.
+      if ((error as { code?: unknown }).code === 'FST_COMET_ENGINE_UNAVAILABLE') return unchanged(poll.nexts)
+      throw error
+    }))
   }
 
   #readAll (channels: readonly string[], positions: readonly ReadPosition[]): Promise<ChannelBacklog[]> {

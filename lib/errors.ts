@@ -61,6 +61,12 @@ export const errors = {
     'fastify-comet: the server holds its most long-polls already (maxPending %d); retry after the Retry-After delay',
     503
   ),
+  /** The engine's store (Redis) cannot be reached; the reply carries Retry-After. */
+  FST_COMET_ENGINE_UNAVAILABLE: createError<[string]>(
+    'FST_COMET_ENGINE_UNAVAILABLE',
+    'fastify-comet: the engine cannot reach its store (%s); retry after the Retry-After delay, and check that Redis is up',
+    503
+  ),
   FST_COMET_CLOSED: createError(
     'FST_COMET_CLOSED',
     'fastify-comet: the server is closing; publish before fastify.close() or on a running instance',

@@ -200,7 +200,7 @@ function knownOptionNames (): string {
     'batchSize', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient'].join(', ')
 }
 
-function invalid (name: string, expected: string, value: unknown): never {
+export function invalid (name: string, expected: string, value: unknown): never {
   throw new errors.FST_COMET_INVALID_OPTION(name, expected, describe(value))
 }
 
@@ -211,11 +211,11 @@ function describe (value: unknown): string {
   return String(value)
 }
 
-function positiveInteger (name: string, value: unknown, expected = 'a positive integer'): void {
+export function positiveInteger (name: string, value: unknown, expected = 'a positive integer'): void {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) invalid(name, expected, value)
 }
 
-function positiveNumber (name: string, value: unknown, expected = 'a positive number'): void {
+export function positiveNumber (name: string, value: unknown, expected = 'a positive number'): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) invalid(name, expected, value)
 }
 

@@ -5,7 +5,7 @@ import { Agent, request } from 'undici'
 import t from 'tap'
 import { startExample } from './example-process.js'
 import { poll, sleep, type PollReply } from './helpers.js'
-import { command, startRedisServer } from './redis-server.js'
+import { startRedis } from './redis-server.js'
 
 // Far below the 40 s a poll waits: an answer in time was pushed by a publish.
 const deadline = 5000
@@ -42,8 +42,7 @@ function within<T> (ms: number, what: string, answer: Promise<T>): Promise<T> {
 }
 
 t.test('two processes on one Redis share a room: a post on one wakes a poll on the other, whose store and history have it', async t => {
-  const redis = await startRedisServer()
-  t.teardown(() => redis.close())
+  const redis = await startRedis(t)
   const [a, b] = await Promise.all([startExample(t, { redisUrl: redis.url }), startExample(t, { redisUrl: redis.url })])
 
   const waiting = poll(b.origin, { 'chat:shared': '0' })
@@ -60,13 +59,12 @@ t.test('two processes on one Redis share a room: a post on one wakes a poll on t
   const held = await (await fetch(`${a.origin}/comet/subscribe?subscribed[chat:shared]=all&wait=0`)).json() as PollReply
   t.same(held.m?.['chat:shared']?.map(event => event.data), [first.body, second.body], 'the history on A has both')
 
-  const ttl = Number((await command(redis.port, 'TTL chat-store:room:shared')).slice(1))
+  const ttl = await redis.admin().ttl('chat-store:room:shared')
   t.ok(ttl > 0 && ttl <= 24 * 60 * 60, 'the room expires, a day after its last message', { ttl })
 })
 
 t.test('WORKERS=2 runs the chat as two processes on one port; polls on either are woken; SIGTERM stops both with code 0', async t => {
-  const redis = await startRedisServer()
-  t.teardown(() => redis.close())
+  const redis = await startRedis(t)
   const chat = await startExample(t, { redisUrl: redis.url, workers: 2 })
 
   // Each poll on a connection of its own: the primary hands new connections to the workers in turn.
@@ -93,13 +91,14 @@ t.test('WORKERS without REDIS_URL is refused: each process would have a room of 
 })
 
 t.test('Redis down: a post gets 503 with Retry-After at once; Redis back with its snapshot: the chat goes on with every message', async t => {
-  const redis = await startRedisServer({ persistent: true })
-  t.teardown(() => redis.close())
+  const redis = await startRedis(t)
   const chat = await startExample(t, { redisUrl: redis.url })
   const before = await post(chat.origin, 'outage', 'before')
   t.equal(before.status, 201)
 
-  await redis.stop({ save: true })
+  // Saved, then stopped: it comes back with what it had, as a Redis with persistence does.
+  await redis.admin().save()
+  await redis.shutdown()
   const started = Date.now()
   const refused = await post(chat.origin, 'outage', 'while down')
   t.equal(refused.status, 503, 'refused')

@@ -1,175 +1,90 @@
-// A private redis-server on a free port, for the tests and the benchmark: never the shared one on
-// 6379. It can be killed and started again on the same port and directory, with or without the
-// snapshot it saved, so that a test sees what a client sees when Redis restarts.
+// A private redis-server for the Redis tests, on a free port of 127.0.0.1, which a test may shut
+// down, restart and snapshot. Never the shared instance on 6379. Stopped when the test ends.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Test } from 'tap'
+import { Redis } from 'ioredis'
 
 export interface RedisServer {
   readonly port: number
   /** redis://127.0.0.1:<port> */
   readonly url: string
-  /** The pid of the redis-server running now (it changes on restart). */
-  readonly pid: number
-  /**
-   * Stops the server. `save: true` writes its snapshot first (SHUTDOWN SAVE), so that the next
-   * start loads it; otherwise it is killed with SIGKILL and anything not yet saved is lost.
-   */
-  stop (options?: { save?: boolean }): Promise<void>
-  /** Starts it again on the same port and directory, loading the last snapshot if there is one. */
+  /** A client for the test's own commands (SAVE, CLIENT KILL, INFO…), closed at the end. */
+  admin (): Redis
+  /** SHUTDOWN NOSAVE: the process exits and every connection drops at once. */
+  shutdown (): Promise<void>
+  /** Starts redis-server again on the same port and folder (loading dump.rdb if one was saved). */
   start (): Promise<void>
-  /** Stops it for good and removes its directory. */
-  close (): Promise<void>
 }
 
-export interface RedisServerOptions {
-  /** Saves to its directory when asked (SHUTDOWN SAVE) and loads the snapshot on start. @default false */
-  persistent?: boolean
-}
-
-/** A TCP port that was free a moment ago. */
-export async function freePort (): Promise<number> {
+async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const address = server.address()
+  const { port } = server.address() as { port: number }
   server.close()
-  /* c8 ignore next */
-  if (address === null || typeof address === 'string') throw new Error('expected a TCP address')
-  return address.port
+  await once(server, 'close')
+  return port
 }
 
-/** Starts redis-server on a free port of 127.0.0.1; resolves once it accepts connections. */
-export async function startRedisServer ({ persistent = false }: RedisServerOptions = {}): Promise<RedisServer> {
+export async function startRedis (t: Test): Promise<RedisServer> {
   const port = await freePort()
-  const directory = mkdtempSync(join(tmpdir(), 'comet-redis-'))
-  const args = [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', directory,
-    // Saved only when asked: no background saves, no append-only file.
-    '--save', '', '--appendonly', 'no', '--dbfilename', 'dump.rdb',
-    '--loglevel', 'warning', '--logfile', join(directory, 'redis.log')
-  ]
+  const dir = await mkdtemp(join(tmpdir(), 'fastify-comet-redis-'))
   let child: ChildProcess | undefined
+  const admins: Redis[] = []
 
-  const start = async (): Promise<void> => {
-    const started = spawn('redis-server', args, { stdio: 'ignore' })
+  async function start (): Promise<void> {
+    // No automatic snapshots and no AOF: a restart loses everything unless a test ran SAVE.
+    const started = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
     child = started
-    const exited = once(started, 'exit')
-    // Connection refused until it listens; give up if it exits or takes over ten seconds.
-    const deadline = Date.now() + 10_000
-    for (;;) {
-      if (started.exitCode !== null) throw new Error(`redis-server exited with ${started.exitCode}; see ${directory}/redis.log`)
-      if (await answersPing(port)) return
-      if (Date.now() > deadline) {
-        started.kill('SIGKILL')
-        await exited
-        throw new Error(`redis-server did not listen on ${port} within 10 s`)
-      }
-      await new Promise(resolve => setTimeout(resolve, 20))
-    }
+    let output = ''
+    await new Promise<void>((resolve, reject) => {
+      started.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk.toString()
+        if (output.includes('Ready to accept connections')) resolve()
+      })
+      started.once('exit', code => reject(new Error(`redis-server exited (${code}) before it was ready:\n${output}`)))
+    })
+    started.stdout?.resume()
   }
 
-  const stop = async ({ save = false } = {}): Promise<void> => {
+  async function shutdown (): Promise<void> {
     const running = child
-    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
+    if (running === undefined || running.exitCode !== null) return
     const exited = once(running, 'exit')
-    if (save && persistent) await command(port, 'SHUTDOWN SAVE').catch(() => undefined)
-    else running.kill('SIGKILL')
+    const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 })
+    await client.connect()
+    // SHUTDOWN replies only by closing the connection.
+    await client.call('SHUTDOWN', 'NOSAVE').catch(() => {})
+    client.disconnect()
     await exited
+    child = undefined
   }
 
+  t.teardown(async () => {
+    for (const admin of admins) admin.disconnect()
+    const running = child
+    if (running !== undefined && running.exitCode === null) {
+      running.kill('SIGKILL')
+      await once(running, 'exit')
+    }
+    await rm(dir, { recursive: true, force: true })
+  })
   await start()
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
-    get pid () { return child?.pid ?? -1 },
-    stop,
-    start,
-    async close () {
-      await stop()
-      rmSync(directory, { recursive: true, force: true })
-    }
+    admin () {
+      const admin = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 100 })
+      admin.on('error', () => {})
+      admins.push(admin)
+      return admin
+    },
+    shutdown,
+    start
   }
-}
-
-/** Sends one inline command and resolves to the first line of the answer. */
-export function command (port: number, line: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection({ port, host: '127.0.0.1' })
-    let answer = ''
-    socket.setEncoding('utf8')
-    socket.setTimeout(2000, () => socket.destroy(new Error(`redis ${line}: no answer in 2 s`)))
-    socket.on('connect', () => socket.write(`${line}\r\n`))
-    socket.on('data', (chunk: string) => {
-      answer += chunk
-      if (answer.includes('\r\n')) {
-        socket.end()
-        resolve(answer.slice(0, answer.indexOf('\r\n')))
-      }
-    })
-    socket.on('error', reject)
-    // SHUTDOWN closes the connection without an answer.
-    socket.on('close', () => resolve(answer))
-  })
-}
-
-async function answersPing (port: number): Promise<boolean> {
-  try {
-    return await command(port, 'PING') === '+PONG'
-  } catch {
-    return false
-  }
-}
-
-/** What redis-server has spent and done since it started: CPU and commands answered (INFO itself left out). */
-export interface RedisCounters {
-  /** used_cpu_user + used_cpu_sys of the server and its threads, in microseconds. */
-  cpuUs: number
-  /** Calls of every command, from INFO commandstats, except INFO. */
-  commands: number
-  /** Calls per command name, INFO left out. */
-  byCommand: Record<string, number>
-}
-
-/** Reads INFO cpu and commandstats. */
-export async function redisCounters (port: number): Promise<RedisCounters> {
-  const info = await bulkCommand(port, 'INFO cpu commandstats')
-  const number = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0)
-  const byCommand: Record<string, number> = {}
-  let commands = 0
-  for (const [, name, calls] of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    if (name === 'info') continue
-    byCommand[name as string] = Number(calls)
-    commands += Number(calls)
-  }
-  return { cpuUs: Math.round((number('used_cpu_user') + number('used_cpu_sys')) * 1e6), commands, byCommand }
-}
-
-/** Sends one inline command whose answer is a bulk string, and resolves to that string. */
-function bulkCommand (port: number, line: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection({ port, host: '127.0.0.1' })
-    let answer = Buffer.alloc(0)
-    socket.setTimeout(2000, () => socket.destroy(new Error(`redis ${line}: no answer in 2 s`)))
-    socket.on('connect', () => socket.write(`${line}\r\n`))
-    socket.on('data', (chunk: Buffer) => {
-      answer = Buffer.concat([answer, chunk])
-      const headEnd = answer.indexOf('\r\n')
-      if (headEnd === -1) return
-      const head = answer.toString('latin1', 0, headEnd)
-      if (!head.startsWith('$')) {
-        socket.destroy()
-        reject(new Error(`redis ${line}: ${head}`))
-        return
-      }
-      const length = Number(head.slice(1))
-      if (answer.length < headEnd + 2 + length) return
-      socket.end()
-      resolve(answer.toString('utf8', headEnd + 2, headEnd + 2 + length))
-    })
-    socket.on('error', reject)
-  })
 }

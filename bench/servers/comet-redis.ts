@@ -3,15 +3,11 @@
 // its own and names it in REDIS_URL; two of these processes on one Redis share the channels.
 import Fastify from 'fastify'
 import comet from '../../plugin.js'
-import type { CometEngine } from '../../lib/engines/engine.js'
+import { RedisEngine } from '../../lib/engines/redis/index.js'
 import { pollTimeoutSeconds, serveContender } from './common.js'
 
 const url = process.env.REDIS_URL
 if (url === undefined) throw new Error('comet-redis.ts needs REDIS_URL')
-// PENDING-MERGE: the engine lands from the issue8 branch; until then it is loaded untyped.
-const enginePath = '../../lib/engines/redis/index.js'
-const { RedisEngine } = await import(enginePath) as { RedisEngine: new (options: { redis: string }) => CometEngine }
-
 const engine = new RedisEngine({ redis: url })
 const app = Fastify({ keepAliveTimeout: 600_000, requestTimeout: 0, connectionTimeout: 0 })
 await app.register(comet, { tries: pollTimeoutSeconds / 2, sleep: 2, engine })

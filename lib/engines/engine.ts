@@ -42,8 +42,13 @@ export interface CometEngine {
    * cursor that this kind of engine could never have returned. May answer synchronously.
    */
   read (channel: string, position: ReadPosition, limit: number): ChannelBacklog | Promise<ChannelBacklog>
-  /** Starts notifying a watcher of publishes on a channel. Watch before reading, so no publish falls in between. */
-  watch (channel: string, watcher: ChannelWatcher): void
+  /**
+   * Starts notifying a watcher of publishes on a channel. Watch before reading, so no publish falls
+   * in between. An engine that must ask a server first (Redis: SUBSCRIBE) returns a promise, and
+   * the read waits for it; one that watches at once returns nothing, so the bus adds no promise.
+   * It may reject with FST_COMET_ENGINE_UNAVAILABLE; the watcher is then unwatched by the caller.
+   */
+  watch (channel: string, watcher: ChannelWatcher): void | Promise<void>
   unwatch (channel: string, watcher: ChannelWatcher): void
   /** How many channels the engine holds state for right now. */
   channelCount (): number

@@ -29,6 +29,8 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, options }: C
   })
   fastify.addHook('onError', async (_request, reply, error) => {
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
+    // The engine reconnects within about a second.
+    if (error.code === 'FST_COMET_ENGINE_UNAVAILABLE') reply.header('retry-after', '1')
   })
 
   fastify.get('/subscribe', { schema: subscribeSchema, schemaErrorFormatter: subscribeValidationError }, async (request: FastifyRequest, reply: FastifyReply) => {

@@ -1,0 +1,234 @@
+// The Redis engine's subscriptions: one SSUBSCRIBE per channel per process, however many polls
+// watch it, sent in batches and dropped a little after the last watcher leaves. Each channel keeps
+// the newest notification, so the polls one publish wakes are answered without reading Redis.
+import type { Cluster, Redis } from 'ioredis'
+import type { ChannelBacklog, ChannelWatcher } from '../engine.js'
+import { errors } from '../../errors.js'
+
+/** Long-poll clients come straight back after an answer: keep the subscription for them a while. */
+const unsubscribeDelayMs = 1000
+
+interface Subscription {
+  readonly channel: string
+  readonly watchers: Set<ChannelWatcher>
+  /** True once Redis acknowledged the SSUBSCRIBE on the current connection. */
+  acked: boolean
+  /** The acknowledgement under way, which the watchers that come meanwhile wait for too. */
+  acking: Promise<void> | undefined
+  /** What the newest notification since the acknowledgement tells, as answers to reads. */
+  latest: Latest | undefined
+  /** The newest cursor of the channel this process knows of; a heal compares Redis's with it. */
+  known: string | undefined
+  leaveTimer: NodeJS.Timeout | undefined
+}
+
+interface Latest {
+  /** Local time it came, to go back to Redis before the channel's keys could expire. */
+  readonly receivedMs: number
+  readonly id: string
+  /** The answer to a read at the cursor before the event, when the notification carried it. */
+  readonly fromBefore: { readonly cursor: string, readonly backlog: ChannelBacklog } | undefined
+  /** The answer to a read at the event's own cursor: nothing newer. */
+  readonly atTop: ChannelBacklog
+}
+
+interface Batch {
+  readonly done: Promise<void>
+  resolve (): void
+  reject (error: unknown): void
+}
+
+export class Subscriptions {
+  readonly #subscriber: Redis | Cluster
+  readonly #keyPrefix: string
+  readonly #freshForMs: number
+  readonly #whenUp: () => void | Promise<void>
+  readonly #byChannel = new Map<string, Subscription>()
+  readonly #toSubscribe = new Set<string>()
+  readonly #toUnsubscribe = new Set<string>()
+  #batch: Batch | undefined
+  #flushScheduled = false
+  /** Counts connections: an acknowledgement counts only on the connection it was asked on. */
+  #connection = 0
+
+  /**
+   * @param whenUp returns when the subscriber connection can take commands, a promise while it
+   * connects for the first time, and throws FST_COMET_ENGINE_UNAVAILABLE while it is down.
+   * @param freshForMs how long a notification may answer reads; reads from Redis keep the
+   * channel's keys alive, so this stays well below historyTtl.
+   */
+  constructor (subscriber: Redis | Cluster, keyPrefix: string, freshForMs: number, whenUp: () => void | Promise<void>) {
+    this.#subscriber = subscriber
+    this.#keyPrefix = keyPrefix
+    this.#freshForMs = freshForMs
+    this.#whenUp = whenUp
+  }
+
+  /** The shard channel of a channel's notifications, in the channel's hash slot. */
+  redisChannel (channel: string): string {
+    return `${this.#keyPrefix}{${channel}}:n`
+  }
+
+  watch (channel: string, watcher: ChannelWatcher): void | Promise<void> {
+    let subscription = this.#byChannel.get(channel)
+    if (subscription === undefined) {
+      subscription = { channel, watchers: new Set(), acked: false, acking: undefined, latest: undefined, known: undefined, leaveTimer: undefined }
+      this.#byChannel.set(channel, subscription)
+    }
+    clearTimeout(subscription.leaveTimer)
+    subscription.leaveTimer = undefined
+    subscription.watchers.add(watcher)
+    if (subscription.acked) return
+    subscription.acking ??= this.#subscribe(subscription)
+    return subscription.acking
+  }
+
+  unwatch (channel: string, watcher: ChannelWatcher): void {
+    const subscription = this.#byChannel.get(channel)
+    if (subscription === undefined || !subscription.watchers.delete(watcher) || subscription.watchers.size > 0) return
+    subscription.leaveTimer = setTimeout(() => this.#leave(subscription), unsubscribeDelayMs).unref()
+  }
+
+  /** Channels with at least one watcher. */
+  watchedChannels (): IterableIterator<string> {
+    return [...this.#byChannel.values()].filter(s => s.watchers.size > 0).map(s => s.channel).values()
+  }
+
+  isWatched (channel: string): boolean {
+    return (this.#byChannel.get(channel)?.watchers.size ?? 0) > 0
+  }
+
+  /** A read answered from the newest notification, or undefined when Redis must be asked. */
+  cachedRead (channel: string, cursor: string): ChannelBacklog | undefined {
+    const subscription = this.#byChannel.get(channel)
+    const latest = subscription?.latest
+    if (latest === undefined || Date.now() - latest.receivedMs > this.#freshForMs) return undefined
+    if (cursor === latest.id) return latest.atTop
+    if (cursor === latest.fromBefore?.cursor) return latest.fromBefore.backlog
+    return undefined
+  }
+
+  /** A read from Redis found the channel's newest cursor: the first one since subscribing is where healing starts from. */
+  noteTop (channel: string, top: string): void {
+    const subscription = this.#byChannel.get(channel)
+    if (subscription !== undefined && subscription.known === undefined) subscription.known = top
+  }
+
+  /** A notification from Redis: remember it, and tell the watchers. */
+  onMessage (redisChannel: string, message: string): void {
+    const channel = redisChannel.slice(this.#keyPrefix.length + 1, -3)
+    const subscription = this.#byChannel.get(channel)
+    // Before the acknowledgement, a message is from an earlier subscription on this connection.
+    if (subscription === undefined || !subscription.acked) return
+    const idStart = message.indexOf(' ') + 1
+    const jsonStart = message.indexOf(' ', idStart) + 1
+    const before = message.slice(0, idStart - 1)
+    const id = message.slice(idStart, jsonStart - 1)
+    const json = message.slice(jsonStart)
+    subscription.latest = {
+      receivedMs: Date.now(),
+      id,
+      fromBefore: json === '' ? undefined : { cursor: before, backlog: { events: [{ id, json }], next: id, gap: false } },
+      atTop: { events: [], next: id, gap: false }
+    }
+    subscription.known = id
+    for (const watcher of subscription.watchers) watcher.notify(channel)
+  }
+
+  /** The subscriber connection dropped: no subscription holds until it is made again. */
+  onDisconnect (): void {
+    this.#connection++
+    for (const subscription of this.#byChannel.values()) {
+      subscription.acked = false
+      subscription.latest = undefined
+    }
+  }
+
+  /** Subscribes again to every channel kept; resolves once all are acknowledged. */
+  async resubscribe (): Promise<void> {
+    for (const subscription of this.#byChannel.values()) subscription.acking ??= this.#subscribe(subscription)
+    await Promise.all([...this.#byChannel.values()].map(s => s.acking))
+  }
+
+  /**
+   * Redis says the channel's newest cursor is `top`. If this process knew another one, events came
+   * (or Redis lost some) while it could not hear: wake the channel's watchers, and return how many.
+   */
+  heal (channel: string, top: string): number {
+    const subscription = this.#byChannel.get(channel)
+    if (subscription === undefined || subscription.known === top) return 0
+    subscription.known = top
+    const woken = subscription.watchers.size
+    for (const watcher of subscription.watchers) watcher.notify(channel)
+    return woken
+  }
+
+  close (): void {
+    for (const subscription of this.#byChannel.values()) clearTimeout(subscription.leaveTimer)
+    this.#byChannel.clear()
+  }
+
+  async #subscribe (subscription: Subscription): Promise<void> {
+    try {
+      await this.#whenUp()
+      const connection = this.#connection
+      this.#toSubscribe.add(subscription.channel)
+      this.#toUnsubscribe.delete(subscription.channel)
+      await this.#flushSoon().done
+      if (connection === this.#connection) subscription.acked = true
+      else throw new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
+    } finally {
+      subscription.acking = undefined
+    }
+  }
+
+  #leave (subscription: Subscription): void {
+    if (this.#byChannel.get(subscription.channel) !== subscription) return
+    this.#byChannel.delete(subscription.channel)
+    this.#toUnsubscribe.add(subscription.channel)
+    this.#toSubscribe.delete(subscription.channel)
+    this.#flushSoon()
+  }
+
+  // Polls arrive in bursts (a fan-out answers many, and they all come back): one SSUBSCRIBE and
+  // one SUNSUBSCRIBE for what a turn of the event loop gathered.
+  #flushSoon (): Batch {
+    this.#batch ??= makeBatch()
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(() => this.#flush())
+    }
+    return this.#batch
+  }
+
+  #flush (): void {
+    this.#flushScheduled = false
+    const batch = this.#batch as Batch
+    this.#batch = undefined
+    if (this.#toUnsubscribe.size > 0) {
+      // Nothing waits for it; a failure means the connection dropped, which unsubscribes anyway.
+      this.#subscriber.sunsubscribe(...[...this.#toUnsubscribe].map(c => this.redisChannel(c))).catch(ignore)
+      this.#toUnsubscribe.clear()
+    }
+    if (this.#toSubscribe.size === 0) return batch.resolve()
+    const channels = [...this.#toSubscribe].map(c => this.redisChannel(c))
+    this.#toSubscribe.clear()
+    this.#subscriber.ssubscribe(...channels).then(
+      () => batch.resolve(),
+      (error: Error) => batch.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
+    )
+  }
+}
+
+function makeBatch (): Batch {
+  let resolve!: () => void
+  let reject!: (error: unknown) => void
+  const done = new Promise<void>((resolve_, reject_) => {
+    resolve = resolve_
+    reject = reject_
+  })
+  return { done, resolve, reject }
+}
+
+/** For promises whose failure changes nothing. */
+export function ignore (): void {}
