@@ -111,7 +111,10 @@ async function serve (): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       fastify.log.info({ signal }, 'closing')
-      fastify.close().catch(error => {
+      fastify.close().then(() => {
+        // A worker's channel to the cluster's primary would keep it running.
+        if (cluster.isWorker) process.disconnect?.()
+      }, error => {
         fastify.log.error(error)
         process.exitCode = 1
       })
