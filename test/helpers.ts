@@ -75,9 +75,9 @@ export function sleep (ms: number): Promise<void> {
 }
 
 /** Polls `condition` every few milliseconds until it holds, for at most `timeoutMs`. */
-export async function eventually (condition: () => boolean, timeoutMs = 2000): Promise<void> {
+export async function eventually (condition: () => boolean | Promise<boolean>, timeoutMs = 2000): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (!condition()) {
+  while (!await condition()) {
     if (Date.now() > deadline) throw new Error('condition did not hold in time')
     await sleep(5)
   }

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { outsideTap } from './helpers.js'
+import { startRedis } from './redis-server.js'
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url))
 const fixtures = fileURLToPath(new URL('fixtures/imports/', import.meta.url))
@@ -62,8 +63,9 @@ async function packAndInstall (workDir: string): Promise<{ packedPaths: string[]
   await mkdir(consumerDir)
   await cp(fixtures, consumerDir, { recursive: true })
   await writeFile(join(consumerDir, 'package.json'), JSON.stringify({ name: 'fastify-comet-consumer', private: true }))
-  const { devDependencies } = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { devDependencies: { fastify: string } }
-  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(workDir, packed.filename), `fastify@${devDependencies.fastify}`], consumerDir, 60_000)
+  // ioredis is an optional peer dependency: a user of the Redis engine installs it.
+  const { devDependencies } = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as { devDependencies: { fastify: string, ioredis: string } }
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(workDir, packed.filename), `fastify@${devDependencies.fastify}`, `ioredis@${devDependencies.ioredis}`], consumerDir, 60_000)
 
   return { packedPaths: packed.files.map(file => file.path), consumerDir }
 }
@@ -77,15 +79,15 @@ const { packedPaths, consumerDir } = await packAndInstall(workDir).catch(async (
 })
 
 /** Runs one consumer script with the Node.js that runs the tests and parses the JSON it prints. */
-async function runConsumer (script: string): Promise<ConsumerReport> {
-  return JSON.parse(await run(process.execPath, [script], consumerDir, 30_000)) as ConsumerReport
+async function runConsumer (script: string, args: string[] = []): Promise<ConsumerReport> {
+  return JSON.parse(await run(process.execPath, [script, ...args], consumerDir, 30_000)) as ConsumerReport
 }
 
-function deliversThePublishedEvent (t: Test, report: ConsumerReport, forms: string[]): void {
+function deliversThePublishedEvent (t: Test, report: ConsumerReport, forms: string[], data: unknown = { hello: 'world' }): void {
   t.same(Object.keys(report.roundTrips), forms, 'every form was tried')
   for (const [form, { published, status, body }] of Object.entries(report.roundTrips)) {
     t.equal(status, 200, `${form}: the subscribe succeeds`)
-    t.same(body.m, { room: [{ id: published.id, data: { hello: 'world' } }] }, `${form}: the subscribe delivers the event fastify.comet.publish() made`)
+    t.same(body.m, { room: [{ id: published.id, data }] }, `${form}: the subscribe delivers the event fastify.comet.publish() made`)
   }
 }
 
@@ -94,6 +96,7 @@ t.test('the tarball holds the built library and its declarations, and no sources
   t.ok(packedPaths.includes('dist/plugin.d.ts'), 'dist/plugin.d.ts is packed')
   t.ok(packedPaths.includes('dist/lib/client/client.js'), 'the compiled client is packed, to be served')
   t.ok(packedPaths.includes('dist/lib/client/client.d.ts'), 'and its declarations')
+  for (const script of ['meta.lua', 'publish.lua', 'read.lua']) t.ok(packedPaths.includes(`dist/lib/engines/redis/${script}`), `the Redis engine's ${script} is packed`)
   t.same(packedPaths.filter(path => path.startsWith('test/')), [], 'no test files')
   t.same(packedPaths.filter(path => /\.[cm]?ts$/.test(path) && !/\.d\.[cm]?ts$/.test(path)), [], 'no TypeScript sources')
 })
@@ -134,6 +137,13 @@ t.test('the client works from fastify-comet/client, by import and require(), and
   t.equal(report.servedScriptHasSourceMapLink, false, 'the served script is the compiled one, without its source map link')
 })
 
+t.test('the Redis engine works from fastify-comet/redis, by import and require()', async t => {
+  const redis = await startRedis(t)
+  const report = await runConsumer('redis-consumer.mjs', [redis.url])
+  deliversThePublishedEvent(t, report, ["import { RedisEngine } from 'fastify-comet/redis'", "require('fastify-comet/redis').RedisEngine"], { hello: 'redis' })
+  t.same(report.sameAsRequire, { RedisEngine: true }, 'one class')
+})
+
 t.test('TypeScript types the plugin, its options and fastify.comet, from ES modules and from CommonJS', async t => {
   // The consumer has no @types/node of its own; Fastify's declarations need it, so it comes from
   // this repository, as does tsc.
@@ -146,7 +156,7 @@ t.test('TypeScript types the plugin, its options and fastify.comet, from ES modu
       typeRoots: [join(repoRoot, 'node_modules/@types')],
       types: ['node']
     },
-    files: ['esm-consumer.mts', 'cjs-consumer.cts', 'client-consumer.mts']
+    files: ['esm-consumer.mts', 'cjs-consumer.cts', 'client-consumer.mts', 'redis-consumer.mts']
   }))
   // Each @ts-expect-error in the consumers must meet its error, so a clean run also proves the
   // declarations were found and are not `any`.

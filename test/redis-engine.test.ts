@@ -1,8 +1,11 @@
 // The engine contract, and what is particular to the Redis engine (cursors, options, keys), on a
 // private redis-server.
-import t from 'tap'
-import { RedisEngine } from '../lib/engines/redis/index.js'
+import { Redis } from 'ioredis'
+import t, { type Test } from 'tap'
+import { fromNow, fromOldest, type ChannelWatcher } from '../plugin.js'
+import { RedisEngine, type RedisEngineOptions } from '../lib/engines/redis/index.js'
 import { engineContract } from './engine-contract.js'
+import { eventually, sleep } from './helpers.js'
 import { startRedis } from './redis-server.js'
 
 const redis = await startRedis(t)
@@ -11,3 +14,188 @@ let engines = 0
 const prefix = (): string => `contract${engines++}:`
 
 engineContract(t, 'RedisEngine', options => new RedisEngine({ redis: redis.url, keyPrefix: prefix(), ...options }))
+
+function engineFor (t: Test, options: Partial<RedisEngineOptions> = {}): RedisEngine {
+  const engine = new RedisEngine({ redis: redis.url, keyPrefix: prefix(), ...options })
+  t.teardown(() => engine.close())
+  return engine
+}
+
+function recorder (): ChannelWatcher & { seen: string[] } {
+  const seen: string[] = []
+  return { seen, notify: channel => { seen.push(channel) } }
+}
+
+t.test('bad options throw coded errors at construction', async t => {
+  const cases: Array<[string, unknown]> = [
+    ['redis', undefined],
+    ['redis', 'http://127.0.0.1:6379'],
+    ['redis', { connect () {} }],
+    ['historySize', 0],
+    ['historySize', 1.5],
+    ['historyTtl', Infinity],
+    ['historyTtl', -1],
+    ['keyPrefix', 'a{b}:'],
+    ['keyPrefix', 'x'.repeat(65)],
+    ['keyPrefix', 7],
+    ['detectDataLoss', 'yes']
+  ]
+  for (const [name, value] of cases) {
+    const options = { redis: redis.url, [name]: value } as unknown as RedisEngineOptions
+    t.throws(() => new RedisEngine(options), { code: 'FST_COMET_INVALID_OPTION', message: new RegExp(`^fastify-comet: option "${name}"`) }, `${name}: ${String(value)}`)
+  }
+  t.throws(() => new RedisEngine({ redis: redis.url, historysize: 10 } as unknown as RedisEngineOptions), { code: 'FST_COMET_UNKNOWN_OPTION', message: /"historysize"; the options are redis, historySize/ })
+  t.throws(() => new RedisEngine(undefined as unknown as RedisEngineOptions), { code: 'FST_COMET_INVALID_OPTION', message: /option "options"/ })
+})
+
+t.test('cursors are an epoch and an offset; another engine kind\'s cursor is a 400, another epoch\'s a gap', async t => {
+  const engine = engineFor(t)
+  const first = await engine.publish('room', '1')
+  t.match(first, /^[A-Za-z0-9_-]{12}\.1$/)
+  const second = await engine.publish('room', '2')
+  t.equal(second, `${first.split('.')[0] as string}.2`, 'the next offset, same epoch')
+  await t.rejects(async () => engine.read('room', 'AAAAAAAA.lx2b9c.1', 10), { statusCode: 400, code: 'FST_COMET_INVALID_CURSOR' }, "the memory engine's cursor")
+  await t.rejects(async () => engine.read('room', 'AAAAAAAAAAAA.01', 10), { code: 'FST_COMET_INVALID_CURSOR' }, 'a leading zero')
+  const other = await engine.read('room', 'AAAAAAAAAAAA.1', 10)
+  t.same(other.events.map(e => e.json), ['1', '2'])
+  t.equal(other.gap, true, 'an epoch this channel never had')
+  const future = await engine.read('room', `${first.split('.')[0] as string}.9`, 10)
+  t.same([future.events.length, future.gap, future.next], [2, true, second], 'an offset beyond the top: Redis lost data since, so everything held, with a gap')
+})
+
+t.test('every key the engine writes is under keyPrefix and expires', async t => {
+  const admin = redis.admin()
+  const engine = engineFor(t, { keyPrefix: 'keys-test:', historyTtl: 60 })
+  await engine.publish('room', '1')
+  await engine.read('quiet', fromNow, 10)
+  await engine.read('room', fromOldest, 10)
+  const keys = (await admin.keys('*')).filter(key => !key.startsWith('contract')).sort()
+  t.same(keys, ['keys-test:{quiet}:m', 'keys-test:{room}:m', 'keys-test:{room}:s'])
+  for (const key of keys) {
+    const ttl = await admin.pttl(key)
+    t.ok(ttl > 0 && ttl <= 60_000, `${key} expires (${ttl} ms)`)
+  }
+})
+
+t.test('an event older than historyTtl is no longer held, and a cursor before it gets a gap, as with the memory engine', async t => {
+  const engine = engineFor(t, { historyTtl: 0.4 })
+  const first = await engine.publish('room', '1')
+  await sleep(250)
+  await engine.publish('room', '2')
+  await sleep(200)
+  const backlog = await engine.read('room', first, 10)
+  t.same(backlog.events.map(e => e.json), ['2'], 'the first event expired')
+  t.equal(backlog.gap, false, 'the cursor was that very event, so nothing after it was lost')
+  t.same((await engine.read('room', fromOldest, 10)).events.map(e => e.json), ['2'])
+  await sleep(250)
+  const later = await engine.read('room', first, 10)
+  t.same([later.events, later.gap], [[], true], 'now the event after the cursor expired too')
+  const caughtUp = await engine.read('room', later.next, 10)
+  t.same([caughtUp.events, caughtUp.gap], [[], false], 'the next cursor is at the top')
+})
+
+t.test('a quiet channel read within historyTtl keeps its cursor valid; one left longer gets a gap', async t => {
+  const engine = engineFor(t, { historyTtl: 0.3 })
+  let cursor = (await engine.read('quiet', fromNow, 10)).next
+  for (let i = 0; i < 3; i++) {
+    await sleep(150)
+    const backlog = await engine.read('quiet', cursor, 10)
+    t.equal(backlog.gap, false, `read ${i + 1}: reads keep the channel's meta alive`)
+    cursor = backlog.next
+  }
+  await sleep(450)
+  t.equal((await engine.read('quiet', cursor, 10)).gap, true, 'the meta expired: what came meanwhile is unknown')
+})
+
+t.test('a notification answers the polls it wakes without reading Redis; a big event is read back', async t => {
+  const engine = engineFor(t)
+  const watcher = recorder()
+  await engine.watch('room', watcher)
+  const now = await engine.read('room', fromNow, 10)
+  const id = await engine.publish('room', '"small"')
+  await eventually(() => watcher.seen.length === 1)
+  const fromCache = engine.read('room', now.next, 10)
+  t.same(fromCache, { events: [{ id, json: '"small"' }], next: id, gap: false }, 'answered synchronously')
+  t.same(engine.read('room', id, 10), { events: [], next: id, gap: false }, 'and at the top, nothing newer')
+
+  const big = JSON.stringify('x'.repeat(20_000))
+  const bigId = await engine.publish('room', big)
+  await eventually(() => watcher.seen.length === 2)
+  const readBack = engine.read('room', id, 10)
+  t.ok(readBack instanceof Promise, 'the notification did not carry it')
+  t.same(await readBack, { events: [{ id: bigId, json: big }], next: bigId, gap: false })
+})
+
+t.test('a notification answers reads only while the channel\'s keys are surely alive', async t => {
+  const engine = engineFor(t, { historyTtl: 0.2 })
+  const watcher = recorder()
+  await engine.watch('room', watcher)
+  const id = await engine.publish('room', '1')
+  await eventually(() => watcher.seen.length === 1)
+  await sleep(120)
+  t.ok(engine.read('room', id, 10) instanceof Promise, 'past half of historyTtl, Redis is asked (which keeps the meta alive)')
+})
+
+t.test('one subscription per channel however many watchers, dropped a while after the last leaves', async t => {
+  const admin = redis.admin()
+  const engine = engineFor(t, { keyPrefix: 'subs-test:' })
+  const watchers = [recorder(), recorder(), recorder()]
+  await Promise.all(watchers.map(w => engine.watch('room', w)))
+  t.same(await admin.call('PUBSUB', 'SHARDNUMSUB', 'subs-test:{room}:n'), ['subs-test:{room}:n', 1])
+  for (const w of watchers) engine.unwatch('room', w)
+  engine.unwatch('room', watchers[0] as ChannelWatcher)
+  t.equal(engine.watch('room', watchers[0] as ChannelWatcher), undefined, 'a watcher coming back at once finds the subscription')
+  engine.unwatch('room', watchers[0] as ChannelWatcher)
+  await eventually(async () => (await admin.call('PUBSUB', 'SHARDNUMSUB', 'subs-test:{room}:n') as [string, number])[1] === 0, 3000)
+  t.pass('unsubscribed once nobody came back')
+  const again = recorder()
+  await engine.watch('room', again)
+  await engine.publish('room', '1')
+  await eventually(() => again.seen.length === 1)
+  t.pass('and subscribed again for a new watcher')
+})
+
+t.test('a client passed in stays open when the engine closes; its own subscription connection does not', async t => {
+  const client = new Redis(redis.url)
+  t.teardown(() => client.disconnect())
+  const admin = redis.admin()
+  const engine = new RedisEngine({ redis: client, keyPrefix: prefix() })
+  const watcher = recorder()
+  await engine.watch('room', watcher)
+  await engine.publish('room', '1')
+  await eventually(() => watcher.seen.length === 1)
+  t.same(engine.health(), { connected: true, reconnections: 0, healedNotifications: 0 })
+  const clientsBefore = (await admin.client('LIST') as string).trim().split('\n').length
+  await engine.close()
+  await engine.close()
+  t.equal(await client.ping(), 'PONG', 'the client still works')
+  await eventually(async () => (await admin.client('LIST') as string).trim().split('\n').length === clientsBefore - 1)
+  t.pass('one connection fewer: the subscriber')
+  await t.rejects(engine.publish('room', '2'), { code: 'FST_COMET_CLOSED' })
+  t.throws(() => engine.read('room', fromNow, 10), { code: 'FST_COMET_CLOSED' })
+})
+
+t.test('with detectDataLoss off, the scripts do not ask for the run_id', async t => {
+  const engine = engineFor(t, { detectDataLoss: false })
+  const id = await engine.publish('room', '1')
+  t.same((await engine.read('room', fromOldest, 10)).events.map(e => e.id), [id])
+})
+
+t.test('a Redis that cannot be reached: commands fail at once with 503 FST_COMET_ENGINE_UNAVAILABLE', async t => {
+  const closedPort = await redis.freePort()
+  const engine = new RedisEngine({ redis: `redis://127.0.0.1:${closedPort}` })
+  t.teardown(() => engine.close())
+  await t.rejects(engine.publish('room', '1'), { code: 'FST_COMET_ENGINE_UNAVAILABLE', statusCode: 503 }, 'before the first connection')
+  await t.rejects(async () => engine.read('room', fromNow, 10), { code: 'FST_COMET_ENGINE_UNAVAILABLE' }, 'and after it failed')
+  await t.rejects(async () => engine.watch('room', recorder()), { code: 'FST_COMET_ENGINE_UNAVAILABLE' })
+  t.equal(engine.health().connected, false)
+})
+
+t.test('a Redis error (a key of another type under the prefix) is a 503, and the engine carries on', async t => {
+  const admin = redis.admin()
+  const engine = engineFor(t, { keyPrefix: 'clash:' })
+  await admin.set('clash:{room}:m', 'not a hash')
+  await t.rejects(engine.publish('room', '1'), { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /WRONGTYPE/ })
+  await t.rejects(async () => engine.read('room', fromNow, 10), { code: 'FST_COMET_ENGINE_UNAVAILABLE' })
+  t.match(await engine.publish('other', '1'), /\.1$/)
+})

@@ -17,11 +17,13 @@ export interface RedisServer {
   admin (): Redis
   /** SHUTDOWN NOSAVE: the process exits and every connection drops at once. */
   shutdown (): Promise<void>
+  /** A port where nothing listens. */
+  freePort (): Promise<number>
   /** Starts redis-server again on the same port and folder (loading dump.rdb if one was saved). */
   start (): Promise<void>
 }
 
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -31,7 +33,8 @@ async function freePort (): Promise<number> {
   return port
 }
 
-export async function startRedis (t: Test): Promise<RedisServer> {
+/** With `cluster`, a Redis Cluster of one node that serves every slot. */
+export async function startRedis (t: Test, { cluster = false } = {}): Promise<RedisServer> {
   const port = await freePort()
   const dir = await mkdtemp(join(tmpdir(), 'fastify-comet-redis-'))
   let child: ChildProcess | undefined
@@ -39,7 +42,8 @@ export async function startRedis (t: Test): Promise<RedisServer> {
 
   async function start (): Promise<void> {
     // No automatic snapshots and no AOF: a restart loses everything unless a test ran SAVE.
-    const started = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const clusterArgs = cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1'] : []
+    const started = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...clusterArgs], { stdio: ['ignore', 'pipe', 'inherit'] })
     child = started
     let output = ''
     await new Promise<void>((resolve, reject) => {
@@ -75,6 +79,12 @@ export async function startRedis (t: Test): Promise<RedisServer> {
     await rm(dir, { recursive: true, force: true })
   })
   await start()
+  if (cluster) {
+    const client = new Redis(port, '127.0.0.1')
+    await client.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')
+    while (!(await client.call('CLUSTER', 'INFO') as string).includes('cluster_state:ok')) await new Promise(resolve => setTimeout(resolve, 50))
+    client.disconnect()
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -85,6 +95,7 @@ export async function startRedis (t: Test): Promise<RedisServer> {
       return admin
     },
     shutdown,
-    start
+    start,
+    freePort
   }
 }

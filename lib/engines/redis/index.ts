@@ -57,6 +57,8 @@ export class RedisEngine implements CometEngine {
   readonly #sweepTimer: NodeJS.Timeout
   readonly #listeners: Array<[Redis | Cluster, string, (...args: any[]) => void]> = []
   #reconnections = 0
+  /** A connection dropped since the last heal. */
+  #cutOff = false
   #healedNotifications = 0
   #closed = false
 
@@ -79,12 +81,16 @@ export class RedisEngine implements CometEngine {
     // Errors of the connection the engine opened are seen as 'close' and 'ready' below.
     subscriber.on('error', ignore)
     this.#listen(command, 'close', () => {
+      this.#cutOff = true
       const lost = new errors.FST_COMET_ENGINE_UNAVAILABLE('the connection to Redis dropped')
       for (const reject of this.#inFlight) reject(lost)
       this.#inFlight.clear()
     })
     this.#listen(command, 'ready', () => this.#onReady())
-    this.#listen(subscriber, 'close', () => this.#subscriptions.onDisconnect())
+    this.#listen(subscriber, 'close', () => {
+      this.#cutOff = true
+      this.#subscriptions.onDisconnect()
+    })
     this.#listen(subscriber, 'ready', () => {
       // The first connection is made before firstReady's callbacks run.
       if (this.#subscriber.started) this.#reconnections++
@@ -188,16 +194,18 @@ export class RedisEngine implements CometEngine {
   // Both connections are up again: subscribe again, then wake the polls whose channel moved while
   // this process could not hear its notifications.
   #onReady (): void {
-    if (this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
+    if (!this.#cutOff || this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
     this.#heal().catch(ignore)
   }
 
   async #heal (): Promise<void> {
     await this.#subscriptions.resubscribe()
     await Promise.all([...this.#subscriptions.watchedChannels()].map(async channel => {
+      const known = this.#subscriptions.known(channel)
       const now = await this.#read(channel, ['now', '', 1])
-      this.#healedNotifications += this.#subscriptions.heal(channel, now.next)
+      this.#healedNotifications += this.#subscriptions.heal(channel, known, now.next)
     }))
+    this.#cutOff = false
   }
 
   #track (client: Redis | Cluster): Connection {

@@ -79,8 +79,7 @@ export class Subscriptions {
     subscription.leaveTimer = undefined
     subscription.watchers.add(watcher)
     if (subscription.acked) return
-    subscription.acking ??= this.#subscribe(subscription)
-    return subscription.acking
+    return this.#acking(subscription)
   }
 
   unwatch (channel: string, watcher: ChannelWatcher): void {
@@ -92,10 +91,6 @@ export class Subscriptions {
   /** Channels with at least one watcher. */
   watchedChannels (): IterableIterator<string> {
     return [...this.#byChannel.values()].filter(s => s.watchers.size > 0).map(s => s.channel).values()
-  }
-
-  isWatched (channel: string): boolean {
-    return (this.#byChannel.get(channel)?.watchers.size ?? 0) > 0
   }
 
   /** A read answered from the newest notification, or undefined when Redis must be asked. */
@@ -146,17 +141,22 @@ export class Subscriptions {
 
   /** Subscribes again to every channel kept; resolves once all are acknowledged. */
   async resubscribe (): Promise<void> {
-    for (const subscription of this.#byChannel.values()) subscription.acking ??= this.#subscribe(subscription)
-    await Promise.all([...this.#byChannel.values()].map(s => s.acking))
+    await Promise.all([...this.#byChannel.values()].map(s => this.#acking(s)))
+  }
+
+  /** The newest cursor of the channel this process knows of. */
+  known (channel: string): string | undefined {
+    return this.#byChannel.get(channel)?.known
   }
 
   /**
-   * Redis says the channel's newest cursor is `top`. If this process knew another one, events came
-   * (or Redis lost some) while it could not hear: wake the channel's watchers, and return how many.
+   * Redis says the channel's newest cursor is `top`, read when this process knew `known`. If they
+   * differ, events came (or Redis lost some) while the process could not hear: wake the channel's
+   * watchers, and return how many. A notification that came during the read woke them already.
    */
-  heal (channel: string, top: string): number {
+  heal (channel: string, known: string | undefined, top: string): number {
     const subscription = this.#byChannel.get(channel)
-    if (subscription === undefined || subscription.known === top) return 0
+    if (subscription === undefined || known === undefined || subscription.known !== known || known === top) return 0
     subscription.known = top
     const woken = subscription.watchers.size
     for (const watcher of subscription.watchers) watcher.notify(channel)
@@ -168,22 +168,28 @@ export class Subscriptions {
     this.#byChannel.clear()
   }
 
-  async #subscribe (subscription: Subscription): Promise<void> {
-    try {
-      await this.#whenUp()
-      const connection = this.#connection
-      this.#toSubscribe.add(subscription.channel)
-      this.#toUnsubscribe.delete(subscription.channel)
-      await this.#flushSoon().done
-      if (connection === this.#connection) subscription.acked = true
-      else throw new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
-    } finally {
+  // The acknowledgement under way, kept on the subscription until it settles. (Cleared by the
+  // caller's finally, not inside #subscribe: that can fail before it returns its promise.)
+  #acking (subscription: Subscription): Promise<void> {
+    if (subscription.acking !== undefined) return subscription.acking
+    const acking = this.#subscribe(subscription).finally(() => {
       subscription.acking = undefined
-    }
+    })
+    subscription.acking = acking
+    return acking
+  }
+
+  async #subscribe (subscription: Subscription): Promise<void> {
+    await this.#whenUp()
+    const connection = this.#connection
+    this.#toSubscribe.add(subscription.channel)
+    this.#toUnsubscribe.delete(subscription.channel)
+    await this.#flushSoon().done
+    if (connection !== this.#connection) throw new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
+    subscription.acked = true
   }
 
   #leave (subscription: Subscription): void {
-    if (this.#byChannel.get(subscription.channel) !== subscription) return
     this.#byChannel.delete(subscription.channel)
     this.#toUnsubscribe.add(subscription.channel)
     this.#toSubscribe.delete(subscription.channel)

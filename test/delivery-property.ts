@@ -1,0 +1,325 @@
+// The delivery guarantee as a property, over real sockets: a client that always sends back `p`
+// receives every event exactly once and in order per channel, across timeouts, channels that did
+// not change, hang-ups and reconnects, as long as the history holds the events. Written once and
+// run by test/property.test.ts on one server with the memory engine, and by
+// test/redis-property.test.ts on two servers sharing one Redis, where each poll and each publish
+// goes to either server.
+//
+// fast-check generates a scenario (a few channels, a few clients each subscribed to some of them,
+// and an interleaving of publishes, polls, hang-ups, reconnects and short waits) and plays it
+// against a fresh server. Polls run concurrently with everything that follows them, and some
+// clients poll again as soon as a reply comes. A publish action publishes on one or several
+// channels at once and is awaited, so that each channel has one definite published order. At the
+// end every client catches up, and what each received on each channel must be what was published
+// there: nothing lost, nothing twice, nothing out of order, and never a gap.
+import { strict as assert } from 'node:assert'
+import type { FastifyInstance } from 'fastify'
+import fc from 'fast-check'
+import type { Test } from 'tap'
+import { eventually, poll, publish, sleep, type PollReply } from './helpers.js'
+
+/** One try of 50 ms: polls time out often, so timeouts interleave with everything else. */
+export const TRIES = 1
+export const SLEEP = 0.05
+/** More than a run can publish on one channel: the history always holds every event. */
+export const HISTORY_SIZE = 1000
+const MAX_ACTIONS = 30
+/** No reply of this test should take longer than a poll timeout; this bounds a hung one. */
+const HANG_MS = 5000
+
+// --- Scenarios ----------------------------------------------------------------------------------
+
+// Awkward but valid names: prototype keys, every punctuation character allowed, the longest name.
+// "." and ".." are valid too, but no WHATWG URL client can put them in a publish path (they are
+// dot segments, even percent-encoded), so they are not generated.
+const awkwardNames = ['__proto__', 'a.b:c@d-e_f', 'constructor', 'hasOwnProperty', '0', '-', '@:', 'x'.repeat(128)]
+const channelName = fc.oneof(
+  fc.constantFrom(...awkwardNames),
+  fc.stringMatching(/^[A-Za-z0-9_.:@-]{1,128}$/).filter(name => name !== '.' && name !== '..')
+)
+
+// `server` picks one of the servers of the run (modulo their number).
+type Action =
+  /** One event on each of these channels, all at once. */
+  | { do: 'publish', channels: string[], via: 'http' | 'server', server: number }
+  /** Starts a poll from the client's cursors, unless one is outstanding. */
+  | { do: 'poll', client: number, server: number }
+  /** Aborts the outstanding poll, if any: its reply is never seen, and the cursors stay. */
+  | { do: 'hangUp', client: number }
+  /** Hangs up and polls again at once, while the server may still hold the old poll. */
+  | { do: 'reconnect', client: number, server: number }
+  | { do: 'wait', ms: number }
+
+interface ClientPlan {
+  channels: string[]
+  /** "0": a first poll before anything is published; "all": from everything held, at any time. */
+  from: '0' | 'all'
+  /** Polls again as soon as a reply comes, as a browser client does; else only when told to. */
+  loops: boolean
+}
+
+interface Scenario {
+  channels: string[]
+  clients: ClientPlan[]
+  /** Small batches make clients catch up over several replies. */
+  batchSize: number
+  actions: Action[]
+}
+
+// Channels and clients are drawn as small indices and resolved modulo the counts, so that every
+// part of a scenario shrinks independently and a counterexample reads with names.
+const rawAction = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ do: fc.constant('publish'), channels: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), via: fc.constantFrom('http', 'server'), server: fc.nat(1) }) },
+  { weight: 3, arbitrary: fc.record({ do: fc.constant('poll'), client: fc.nat(2), server: fc.nat(1) }) },
+  { weight: 1, arbitrary: fc.record({ do: fc.constant('hangUp'), client: fc.nat(2) }) },
+  { weight: 1, arbitrary: fc.record({ do: fc.constant('reconnect'), client: fc.nat(2), server: fc.nat(1) }) },
+  { weight: 2, arbitrary: fc.record({ do: fc.constant('wait'), ms: fc.constantFrom(0, 2, 10, 30, 60) }) }
+)
+
+const scenarios: fc.Arbitrary<Scenario> = fc.record({
+  channels: fc.uniqueArray(channelName, { minLength: 1, maxLength: 3 }),
+  clients: fc.array(fc.record({ picks: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), from: fc.constantFrom('0', 'all'), loops: fc.boolean() }), { minLength: 1, maxLength: 3 }),
+  batchSize: fc.constantFrom(100, 2, 1),
+  actions: fc.array(rawAction, { maxLength: MAX_ACTIONS, size: 'max' })
+}).map(raw => {
+  const channel = (i: number): string => raw.channels[i % raw.channels.length] as string
+  const client = (i: number): number => i % raw.clients.length
+  return {
+    channels: raw.channels,
+    clients: raw.clients.map(c => ({ channels: [...new Set(c.picks.map(channel))], from: c.from, loops: c.loops })),
+    batchSize: raw.batchSize,
+    actions: raw.actions.map((a): Action => {
+      switch (a.do) {
+        case 'publish': return { do: 'publish', channels: [...new Set(a.channels.map(channel))], via: a.via, server: a.server }
+        case 'wait': return { do: 'wait', ms: a.ms }
+        case 'hangUp': return { do: a.do, client: client(a.client) }
+        default: return { do: a.do, client: client(a.client), server: a.server }
+      }
+    })
+  }
+})
+
+// --- The model: what a client has seen -----------------------------------------------------------
+
+interface Outstanding {
+  readonly controller: AbortController
+}
+
+class Client {
+  readonly name: string
+  readonly channels: readonly string[]
+  /** What the client sends next: its start, then always the `p` of the last reply it received. */
+  readonly cursors: Map<string, string>
+  /** Per channel, the data of every event the client received, in the order received. */
+  readonly received = new Map<string, unknown[]>()
+  /** Every `gap` ever reported to the client. */
+  readonly gaps: string[] = []
+  /** Protocol violations and failed requests; the run fails on any. */
+  readonly problems: string[] = []
+  outstanding: Outstanding | undefined
+  /** Whether a reply starts the next poll; set while the actions play, for clients that loop. */
+  looping = false
+  readonly #origins: readonly string[]
+  readonly #inFlight: Array<Promise<unknown>>
+  /** Settles when the outstanding poll, if any, has been received or failed. */
+  #settled: Promise<void> = Promise.resolve()
+
+  constructor (name: string, plan: ClientPlan, origins: readonly string[], inFlight: Array<Promise<unknown>>) {
+    this.name = name
+    this.channels = plan.channels
+    this.cursors = new Map(plan.channels.map(channel => [channel, plan.from]))
+    for (const channel of plan.channels) this.received.set(channel, [])
+    this.#origins = origins
+    this.#inFlight = inFlight
+  }
+
+  /** Starts a poll from the saved cursors; its reply counts only if the client does not hang up first. */
+  startPoll (server = 0): void {
+    if (this.outstanding !== undefined) return
+    const current: Outstanding = { controller: new AbortController() }
+    this.outstanding = current
+    const request = poll(this.#origin(server), Object.fromEntries(this.cursors), { signal: current.controller.signal })
+    this.#settled = request.then(
+      reply => {
+        // A reply that completes after the hang-up (even one already on its way) is not seen.
+        if (this.outstanding !== current) return
+        this.outstanding = undefined
+        this.receive(reply.status, reply.body)
+        // A looping client comes back to the other server, as a load balancer may send it.
+        if (this.looping && reply.status === 200) this.startPoll(server + 1)
+      },
+      (error: unknown) => {
+        if (this.outstanding !== current) return
+        this.outstanding = undefined
+        this.problems.push(`${this.name}: poll failed: ${String(error)}`)
+      }
+    )
+    this.#inFlight.push(this.#settled)
+  }
+
+  hangUp (): void {
+    const current = this.outstanding
+    if (current === undefined) return
+    this.outstanding = undefined
+    current.controller.abort()
+  }
+
+  /** Waits for the outstanding poll, which answers within the poll timeout. */
+  async settle (): Promise<void> {
+    await within(this.#settled, `${this.name}'s outstanding poll`)
+  }
+
+  /** Polls until a reply has nothing: then every event published so far has been received. */
+  async drain (): Promise<void> {
+    // Each reply with news brings at least one event, and a run publishes at most 3 × MAX_ACTIONS.
+    for (let polls = 0; polls <= 3 * MAX_ACTIONS + 1; polls++) {
+      const reply = await within(poll(this.#origin(polls), Object.fromEntries(this.cursors)), `a drain poll of ${this.name}`)
+      this.receive(reply.status, reply.body)
+      if (reply.status !== 200 || (reply.body.s === 0 && reply.body.m === undefined)) return
+    }
+    this.problems.push(`${this.name}: drain did not end`)
+  }
+
+  #origin (server: number): string {
+    return this.#origins[server % this.#origins.length] as string
+  }
+
+  /** A reply the client sees: keep its events, send its `p` next time. */
+  receive (status: number, body: PollReply): void {
+    if (status !== 200) {
+      this.problems.push(`${this.name}: poll answered ${status} ${JSON.stringify(body)}`)
+      return
+    }
+    const problem = (what: string): void => { this.problems.push(`${this.name}: ${what} in ${JSON.stringify(body)}`) }
+    const subscribed = [...this.channels].sort()
+    if (!isDeepEqual(Object.keys(body.p).sort(), subscribed)) problem('"p" does not name exactly the subscribed channels')
+    const events = Object.entries(body.m ?? {})
+    if ((body.s === 1) !== (events.length > 0 || body.gap !== undefined)) problem('"s" disagrees with "m" and "gap"')
+    for (const [channel, list] of events) {
+      const held = this.received.get(channel)
+      if (held === undefined || list.length === 0) {
+        problem(`events for ${JSON.stringify(channel)}`)
+        continue
+      }
+      if (body.k?.[channel] !== list[list.length - 1]?.id) problem(`"k" of ${JSON.stringify(channel)} is not its last event`)
+      held.push(...list.map(event => event.data))
+    }
+    this.gaps.push(...body.gap ?? [])
+    for (const [channel, cursor] of Object.entries(body.p)) {
+      if (this.cursors.has(channel)) this.cursors.set(channel, cursor)
+    }
+  }
+}
+
+// --- Playing a scenario ---------------------------------------------------------------------------
+
+/** The servers of one run, with the plugin registered with `batchSize`, all sharing their channels. */
+export interface RunServers {
+  apps: readonly FastifyInstance[]
+  origins: readonly string[]
+  close (): Promise<void>
+}
+
+async function play (scenario: Scenario, makeServers: (batchSize: number) => Promise<RunServers>): Promise<void> {
+  const { apps, origins, close } = await makeServers(scenario.batchSize)
+  const app = (server: number): FastifyInstance => apps[server % apps.length] as FastifyInstance
+  const inFlight: Array<Promise<unknown>> = []
+  const clients = scenario.clients.map((plan, i) => new Client(`client ${i}`, plan, origins, inFlight))
+  /** Per channel, the data of every event published on it, in order. */
+  const published = new Map<string, unknown[]>(scenario.channels.map(channel => [channel, []]))
+  let count = 0
+
+  try {
+    // "0" means "from now": those clients poll once before anything is published, so that their
+    // start is well defined, and wait for the timeout's reply with their first real cursors.
+    const fromNow = clients.filter((_, i) => scenario.clients[i]?.from === '0')
+    for (const client of fromNow) client.startPoll()
+    await Promise.all(fromNow.map(client => client.settle()))
+    clients.forEach((client, i) => { client.looping = scenario.clients[i]?.loops === true })
+
+    for (const action of scenario.actions) {
+      switch (action.do) {
+        case 'publish': {
+          const events = action.channels.map(channel => ({ channel, data: { n: ++count, on: channel } }))
+          await Promise.all(events.map(async ({ channel, data }) => {
+            if (action.via === 'server') return app(action.server).comet.publish(channel, data)
+            const reply = await publish(origins[action.server % origins.length] as string, channel, data)
+            assert.equal(reply.status, 200, `publish on ${channel}: ${JSON.stringify(reply.body)}`)
+          }))
+          for (const { channel, data } of events) published.get(channel)?.push(data)
+          break
+        }
+        case 'poll': clients[action.client]?.startPoll(action.server); break
+        case 'hangUp': clients[action.client]?.hangUp(); break
+        case 'reconnect':
+          clients[action.client]?.hangUp()
+          clients[action.client]?.startPoll(action.server)
+          break
+        case 'wait': await sleep(action.ms); break
+      }
+    }
+
+    // Let the outstanding polls answer, then catch every client up.
+    for (const client of clients) client.looping = false
+    await Promise.all(clients.map(client => client.settle()))
+    await Promise.all(clients.map(client => client.drain()))
+    await within(Promise.allSettled(inFlight), 'the aborted polls')
+
+    // The guarantee, for every client and each of its channels.
+    const expected = clients.map(client => ({
+      client: client.name,
+      problems: [],
+      gaps: [],
+      received: client.channels.map(channel => [channel, published.get(channel)])
+    }))
+    const observed = clients.map(client => ({
+      client: client.name,
+      problems: client.problems,
+      gaps: client.gaps,
+      received: client.channels.map(channel => [channel, client.received.get(channel)])
+    }))
+    assert.deepEqual(observed, expected, 'every client receives the events of its channels exactly once and in order, and never a gap')
+    assert.equal(apps.reduce((sum, app) => sum + app.comet.stats().published, 0), count)
+    // Every client is done: no poll may stay behind, not even those of the clients that hung up.
+    await eventually(() => apps.every(app => app.comet.stats().pending === 0), HANG_MS)
+  } finally {
+    for (const client of clients) client.hangUp()
+    await within(Promise.allSettled(inFlight), 'the last polls').catch(() => {})
+    // Every client is done by now; one set of servers per run, not one per run until the file ends.
+    await close()
+  }
+}
+
+/** Rejects when `promise` takes longer than any reply of this test should. */
+async function within<T> (promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${HANG_MS} ms`)), HANG_MS)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function isDeepEqual (a: unknown, b: unknown): boolean {
+  try {
+    assert.deepEqual(a, b)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Checks the property over `numRuns` scenarios, each on fresh servers from `makeServers`.
+ * `timeLimitMs` is a budget well inside tap's timeout: past it, runs and shrinks are skipped,
+ * never cut short, so a slow machine runs fewer scenarios and a failure still reports its
+ * smallest case so far.
+ */
+export function deliveryProperty (t: Test, name: string, makeServers: (batchSize: number) => Promise<RunServers>, { numRuns, timeLimitMs }: { numRuns: number, timeLimitMs: number }): void {
+  t.test(`${name}: every client receives every event exactly once, in order, across timeouts, hang-ups and reconnects`, async () => {
+    await fc.assert(fc.asyncProperty(scenarios, scenario => play(scenario, makeServers)), { numRuns, skipAllAfterTimeLimit: timeLimitMs })
+  })
+}
