@@ -225,7 +225,8 @@ async function runScenario (settings: Settings, contender: string, scenario: str
   const env = redis === undefined ? {} : { REDIS_URL: redis.url }
   const servers = Array.from({ length: spec.processes }, () => spawnNode([...profile, '--expose-gc', '--import=tsx', `bench/servers/${spec.file}`], env))
   try {
-    const ready = await Promise.all(servers.map((server, i) => firstLine<{ port: number, controlPort: number }>(server, 30_000, `${contender} server ${i + 1}`)))
+    // Generous: on a loaded machine, compiling a server with tsx alone can take tens of seconds.
+    const ready = await Promise.all(servers.map((server, i) => firstLine<{ port: number, controlPort: number }>(server, 90_000, `${contender} server ${i + 1}`)))
     // Each run connects from its own loopback address, so its sockets never wait for ports still
     // in TIME_WAIT from the run before.
     const localAddress = `127.0.0.${2 + (runIndex++ % 250)}`

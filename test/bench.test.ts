@@ -36,10 +36,11 @@ const figureNames = {
 // Figures whose floor value may be 0, so that their ratio is null.
 const mayHaveNoRatio = ['lost', 'duplicated', 'errors', 'idleCpuPercent', 'heapPerSubscriberKB', 'rssPerSubscriberKB']
 
+// Fifteen runs (three of them with two server processes and a redis-server), one after the other,
+// on a machine running other tests: longer than the suite's two minutes per file.
+t.setTimeout(400_000)
+
 t.test('npm run bench -- --quick measures every contender in every scenario, with ratios to the floor', async t => {
-  // Fifteen runs (two of them with two server processes and a redis-server), one after the other,
-  // on a machine running other tests.
-  t.setTimeout(400_000)
   const directory = mkdtempSync(join(tmpdir(), 'comet-bench-test-'))
   t.teardown(() => rmSync(directory, { recursive: true, force: true }))
   const out = join(directory, 'quick.json')
