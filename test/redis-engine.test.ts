@@ -199,3 +199,32 @@ t.test('a Redis error (a key of another type under the prefix) is a 503, and the
   await t.rejects(async () => engine.read('room', fromNow, 10), { code: 'FST_COMET_ENGINE_UNAVAILABLE' })
   t.match(await engine.publish('other', '1'), /\.1$/)
 })
+
+t.test('a command under way when the connection drops fails at once; the engine reconnects and heals', async t => {
+  const client = new Redis(redis.url)
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  const engine = new RedisEngine({ redis: client, keyPrefix: prefix() })
+  t.teardown(() => engine.close())
+  await engine.publish('room', '1')
+  const publishing = engine.publish('room', '2')
+  // Abruptly, so that no reply can still be read.
+  ;(client as unknown as { stream: { destroy: () => void } }).stream.destroy()
+  await t.rejects(publishing, { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /the connection to Redis dropped/ })
+  await eventually(() => client.status === 'ready')
+  t.match(await engine.publish('room', '3'), /\.\d+$/, 'publishes again once the client is back')
+})
+
+t.test('channels published on count for historyTtl, then are forgotten', async t => {
+  const engine = engineFor(t, { historyTtl: 0.1 })
+  await engine.publish('room', '1')
+  t.equal(engine.channelCount(), 1)
+  await sleep(150)
+  t.equal(engine.channelCount(), 0)
+})
+
+t.test('watching on a closed engine is refused', async t => {
+  const engine = new RedisEngine({ redis: redis.url, keyPrefix: prefix() })
+  await engine.close()
+  await t.rejects(async () => engine.watch('room', recorder()), { code: 'FST_COMET_CLOSED' })
+})

@@ -156,7 +156,8 @@ export class Subscriptions {
    */
   heal (channel: string, known: string | undefined, top: string): number {
     const subscription = this.#byChannel.get(channel)
-    if (subscription === undefined || known === undefined || subscription.known !== known || known === top) return 0
+    // (A read from Redis notes the top when the process knew none, so `known` undefined never wakes.)
+    if (subscription === undefined || subscription.known !== known || known === top) return 0
     subscription.known = top
     const woken = subscription.watchers.size
     for (const watcher of subscription.watchers) watcher.notify(channel)
