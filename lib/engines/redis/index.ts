@@ -57,8 +57,9 @@ export class RedisEngine implements CometEngine {
   readonly #sweepTimer: NodeJS.Timeout
   readonly #listeners: Array<[Redis | Cluster, string, (...args: any[]) => void]> = []
   #reconnections = 0
-  /** A connection dropped since the last heal. */
-  #cutOff = false
+  /** Times a connection dropped, and how many of those the last heal that completed covered. */
+  #drops = 0
+  #healedDrops = 0
   #healedNotifications = 0
   #closed = false
 
@@ -81,14 +82,14 @@ export class RedisEngine implements CometEngine {
     // Errors of the connection the engine opened are seen as 'close' and 'ready' below.
     subscriber.on('error', ignore)
     this.#listen(command, 'close', () => {
-      this.#cutOff = true
+      this.#drops++
       const lost = new errors.FST_COMET_ENGINE_UNAVAILABLE('the connection to Redis dropped')
       for (const reject of this.#inFlight) reject(lost)
       this.#inFlight.clear()
     })
     this.#listen(command, 'ready', () => this.#onReady())
     this.#listen(subscriber, 'close', () => {
-      this.#cutOff = true
+      this.#drops++
       this.#subscriptions.onDisconnect()
     })
     this.#listen(subscriber, 'ready', () => {
@@ -194,18 +195,20 @@ export class RedisEngine implements CometEngine {
   // Both connections are up again: subscribe again, then wake the polls whose channel moved while
   // this process could not hear its notifications.
   #onReady (): void {
-    if (!this.#cutOff || this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
+    if (this.#drops === this.#healedDrops || this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
     this.#heal().catch(ignore)
   }
 
   async #heal (): Promise<void> {
+    const drops = this.#drops
     await this.#subscriptions.resubscribe()
     await Promise.all([...this.#subscriptions.watchedChannels()].map(async channel => {
       const known = this.#subscriptions.known(channel)
       const now = await this.#read(channel, ['now', '', 1])
       this.#healedNotifications += this.#subscriptions.heal(channel, known, now.next)
     }))
-    this.#cutOff = false
+    // A drop during the heal leaves it to the heal after the next reconnection.
+    this.#healedDrops = drops
   }
 
   #track (client: Redis | Cluster): Connection {
