@@ -15,7 +15,7 @@ export type { RedisEngineOptions } from './options.js'
 /** Events up to this many bytes of JSON travel inside their notification; larger ones are read back. */
 const inlineLimit = 16 * 1024
 
-/** How often reconnections are tried once Redis is gone: soon at first, then every second. */
+/** How long before each reconnection attempt once Redis is gone: 100 ms, doubling, then every second. */
 function retryDelay (attempt: number): number {
   return Math.min(50 * 2 ** attempt, 1000)
 }
