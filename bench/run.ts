@@ -12,7 +12,12 @@
 //   file-polling   the design it replaces: a publish writes a file, each waiting request checks its
 //                  modification time every 10 ms;
 //   faye           Faye's Node.js adapter (Bayeux), clients restricted to long-polling;
-//   socket.io      socket.io restricted to its HTTP long-polling transport.
+//   socket.io      socket.io restricted to its HTTP long-polling transport;
+// and on Redis (the harness starts a redis-server of its own on a free port for each run):
+//   fastify-comet-redis      this plugin on its Redis engine, one process;
+//   fastify-comet-redis-x2   the same, two processes on one Redis: subscribers spread over both,
+//                            publishes made on the first, so most deliveries cross Redis;
+//   socket.io-redis(-x2)     socket.io on @socket.io/redis-adapter, polling only, one and two processes.
 // Every scenario runs against a fresh server process, at each size (number of subscribers):
 //   fanout      every subscriber waits on one channel; one message is published at a time, and the
 //               next only once every subscriber has it and waits again. Fan-out time: publish sent
@@ -22,7 +27,12 @@
 //               published, and server CPU per delivered event over the rounds;
 //   throughput  subscribers spread over channels (perChannel on each), publishers publishing at a
 //               steady rate on all channels while subscribers poll again after each reply:
-//               deliveries per second, events lost, server CPU per delivered event.
+//               deliveries per second, events lost, server CPU per delivered event;
+//   restart     (contenders on Redis only) throughput, with redis-server killed a third of the way
+//               in and started again empty: events missed by a subscriber that was told of a gap
+//               are counted apart from events lost silently, which must be none.
+// For contenders on Redis, CPU is summed over the Node.js processes and redis-server (INFO cpu),
+// and Redis commands per published event come from INFO commandstats.
 // CPU and memory come from the server process's own counters (process.cpuUsage(),
 // process.memoryUsage()), read through a control server on a port of its own. Every message
 // carries a per-channel sequence number, so lost and repeated events are counted; and its send
@@ -31,30 +41,42 @@
 // run `trials` times, contenders interleaved, and each figure is the median of its trials, so that
 // a burst of load from elsewhere does not land on one contender only.
 //
-// Options: --quick (small sizes, short phases, one trial: the CI smoke test),
+// Options: --quick (small sizes, short phases, one trial, one contender on Redis: the CI smoke test),
 // --sizes=1000,5000,10000, --trials=2, --contenders=floor,fastify-comet,…,
-// --scenarios=fanout,throughput, --out=<file.json> (default bench/results/latest.json);
+// --scenarios=fanout,throughput,restart, --out=<file.json> (default bench/results/latest.json);
 // --report=<file.json> prints the tables of an earlier run again, from its raw results.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { DriverSettings, FanoutResult, ThroughputResult } from './clients/driver.js'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { redisCounters, startRedisServer, type RedisServer } from './redis-server.js'
+import type { DriverSettings, FanoutResult, RedisUse, ThroughputResult } from './clients/driver.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io'] as const
-const scenarios = ['fanout', 'throughput'] as const
-const serverFile: Record<string, string> = {
-  floor: 'floor.ts',
-  'fastify-floor': 'fastify-floor.ts',
-  'fastify-comet': 'comet.ts',
-  'fastify-comet-metrics': 'comet-metrics.ts',
-  'file-polling': 'file-polling.ts',
-  faye: 'faye.ts',
-  'socket.io': 'socket-io.ts'
+/** A contender's server file, how many processes of it run, and whether they share a Redis. */
+interface ContenderSpec { file: string, processes: number, redis: boolean }
+const contenderSpecs: Record<string, ContenderSpec> = {
+  floor: { file: 'floor.ts', processes: 1, redis: false },
+  'fastify-floor': { file: 'fastify-floor.ts', processes: 1, redis: false },
+  'fastify-comet': { file: 'comet.ts', processes: 1, redis: false },
+  'fastify-comet-metrics': { file: 'comet-metrics.ts', processes: 1, redis: false },
+  'file-polling': { file: 'file-polling.ts', processes: 1, redis: false },
+  faye: { file: 'faye.ts', processes: 1, redis: false },
+  'socket.io': { file: 'socket-io.ts', processes: 1, redis: false },
+  'fastify-comet-redis': { file: 'comet.ts', processes: 1, redis: true },
+  'fastify-comet-redis-x2': { file: 'comet.ts', processes: 2, redis: true },
+  'socket.io-redis': { file: 'socket-io.ts', processes: 1, redis: true },
+  'socket.io-redis-x2': { file: 'socket-io.ts', processes: 2, redis: true }
 }
+const contenders = Object.keys(contenderSpecs)
+// --quick keeps the smoke test short: of the contenders on Redis, the one the Redis engine is for.
+const quickContenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
+const scenarios = ['fanout', 'throughput', 'restart'] as const
+const specOf = (contender: string): ContenderSpec => contenderSpecs[contender] as ContenderSpec
 
 interface Settings {
   sizes: number[]
@@ -64,7 +86,7 @@ interface Settings {
   report: string | undefined
   quick: boolean
   trials: number
-  driver: Omit<DriverSettings, 'contender' | 'scenario' | 'origin' | 'control' | 'localAddress' | 'subscribers'>
+  driver: Omit<DriverSettings, 'contender' | 'scenario' | 'origins' | 'controls' | 'redis' | 'localAddress' | 'subscribers'>
   /** Longest a driver process may run. */
   driverTimeoutMs: number
 }
@@ -85,7 +107,7 @@ function parseArguments (argv: readonly string[]): Settings {
   if (sizes.some(size => !Number.isInteger(size) || size < 1)) throw new Error('--sizes takes positive integers, e.g. --sizes=1000,5000')
   const trials = Number(options.get('trials') ?? (quick ? 1 : 2))
   if (!Number.isInteger(trials) || trials < 1) throw new Error('--trials takes a positive integer')
-  const chosen = list('contenders', contenders)
+  const chosen = list('contenders', quick ? quickContenders : contenders)
   for (const name of chosen) if (!(contenders as readonly string[]).includes(name)) throw new Error(`unknown contender ${name}; known: ${contenders.join(', ')}`)
   const chosenScenarios = list('scenarios', scenarios)
   for (const name of chosenScenarios) if (!(scenarios as readonly string[]).includes(name)) throw new Error(`unknown scenario ${name}; known: ${scenarios.join(', ')}`)
@@ -98,16 +120,19 @@ function parseArguments (argv: readonly string[]): Settings {
     quick,
     trials,
     driver: quick
-      ? { rounds: 5, warmupRounds: 2, idleMs: 500, perChannel: 10, deliveriesPerSecond: 1000, publishMs: 1000, publishers: 4, stepTimeoutMs: 15_000 }
-      : { rounds: 15, warmupRounds: 3, idleMs: 2000, perChannel: 10, deliveriesPerSecond: 4000, publishMs: 4000, publishers: 4, stepTimeoutMs: 30_000 },
+      ? { rounds: 5, warmupRounds: 2, idleMs: 500, perChannel: 10, deliveriesPerSecond: 1000, publishMs: 1500, publishers: 4, stepTimeoutMs: 15_000, redisDownMs: 300 }
+      : { rounds: 15, warmupRounds: 3, idleMs: 2000, perChannel: 10, deliveriesPerSecond: 4000, publishMs: 4000, publishers: 4, stepTimeoutMs: 30_000, redisDownMs: 1000 },
     driverTimeoutMs: quick ? 60_000 : 300_000
   }
 }
 
 /** Runs a Node.js process with its open-file limit raised to the hard limit where the shell can. */
-function spawnNode (args: readonly string[]): ChildProcess {
+function spawnNode (args: readonly string[], env: Record<string, string> = {}): ChildProcess {
+  // REDIS_URL is the harness's to give: a contender not on Redis must not find one in the shell's.
+  const { REDIS_URL: _shells, ...inherited } = process.env
   return spawn('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', process.execPath, ...args], {
     cwd: root,
+    env: { ...inherited, ...env },
     stdio: ['ignore', 'pipe', 'inherit']
   })
 }
@@ -153,12 +178,58 @@ async function stop (child: ChildProcess): Promise<void> {
 
 let runIndex = 0
 
+/**
+ * The harness's side of a contender's redis-server: a small HTTP server the driver asks for the
+ * counters (GET /: CPU and commands, summed over restarts) and for a restart (POST /restart).
+ */
+async function redisControl (redis: RedisServer): Promise<{ url: string, close: () => Promise<void> }> {
+  // Counters start again at 0 when redis-server does: what earlier incarnations spent is kept here.
+  const spent: RedisUse = { cpuUs: 0, commands: 0, byCommand: {} }
+  const now = async (): Promise<RedisUse> => {
+    const counters = await redisCounters(redis.port)
+    const byCommand = { ...spent.byCommand }
+    for (const [name, calls] of Object.entries(counters.byCommand)) byCommand[name] = (byCommand[name] ?? 0) + calls
+    return { cpuUs: spent.cpuUs + counters.cpuUs, commands: spent.commands + counters.commands, byCommand }
+  }
+  const server: Server = createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://harness')
+    const answer = async (): Promise<unknown> => {
+      if (request.method === 'POST' && url.pathname === '/restart') {
+        Object.assign(spent, await now())
+        // Killed: what it held is lost, as after a crash of a Redis without persistence.
+        await redis.stop()
+        await new Promise(resolve => setTimeout(resolve, Number(url.searchParams.get('downMs') ?? 0)))
+        await redis.start()
+        return { restarted: true }
+      }
+      return await now()
+    }
+    request.resume()
+    answer().then(
+      value => { response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(value)) },
+      (error: unknown) => { response.writeHead(500).end(String(error)) }
+    )
+  })
+  server.listen(0, '127.0.0.1')
+  await new Promise(resolve => server.once('listening', resolve))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise(resolve => { server.closeAllConnections(); server.close(() => resolve()) })
+  }
+}
+
 async function runScenario (settings: Settings, contender: string, scenario: string, subscribers: number): Promise<FanoutResult | ThroughputResult> {
+  const spec = specOf(contender)
+  // A redis-server of the run's own, so that counters and restarts concern this run only.
+  const redis = spec.redis ? await startRedisServer() : undefined
+  const harness = redis === undefined ? undefined : await redisControl(redis)
   // BENCH_CPU_PROF=<dir> writes each server's CPU profile there (open it in Chrome's DevTools).
   const profile = process.env.BENCH_CPU_PROF === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
-  const server = spawnNode([...profile, '--expose-gc', '--import=tsx', `bench/servers/${serverFile[contender] as string}`])
+  const env = redis === undefined ? {} : { REDIS_URL: redis.url }
+  const servers = Array.from({ length: spec.processes }, () => spawnNode([...profile, '--expose-gc', '--import=tsx', `bench/servers/${spec.file}`], env))
   try {
-    const { port, controlPort } = await firstLine<{ port: number, controlPort: number }>(server, 30_000, `${contender} server`)
+    // Generous: on a loaded machine, compiling a server with tsx alone can take tens of seconds.
+    const ready = await Promise.all(servers.map((server, i) => firstLine<{ port: number, controlPort: number }>(server, 90_000, `${contender} server ${i + 1}`)))
     // Each run connects from its own loopback address, so its sockets never wait for ports still
     // in TIME_WAIT from the run before.
     const localAddress = `127.0.0.${2 + (runIndex++ % 250)}`
@@ -166,8 +237,9 @@ async function runScenario (settings: Settings, contender: string, scenario: str
       ...settings.driver,
       contender,
       scenario: scenario as DriverSettings['scenario'],
-      origin: `http://127.0.0.1:${port}`,
-      control: `http://127.0.0.1:${controlPort}`,
+      origins: ready.map(({ port }) => `http://127.0.0.1:${port}`),
+      controls: ready.map(({ controlPort }) => `http://127.0.0.1:${controlPort}`),
+      ...(harness === undefined ? {} : { redis: harness.url }),
       localAddress,
       subscribers
     }
@@ -178,7 +250,9 @@ async function runScenario (settings: Settings, contender: string, scenario: str
       await stop(driver)
     }
   } finally {
-    await stop(server)
+    await Promise.all(servers.map(stop))
+    await harness?.close()
+    await redis?.close()
   }
 }
 
@@ -197,6 +271,12 @@ interface Figures {
     latencyP50Ms: number
     latencyP99Ms: number
     cpuPerEventUs: number
+    /** Of cpuPerEventUs, redis-server's part (0 without Redis). */
+    redisCpuPerEventUs: number
+    /** Redis commands per published event, those run inside scripts included (0 without Redis). */
+    redisCommandsPerPublish: number
+    /** Of those, scripts run (EVAL, EVALSHA, FCALL): each one round trip and one atomic step. */
+    redisScriptsPerPublish: number
     lost: number
     duplicated: number
     errors: number
@@ -209,6 +289,9 @@ interface Figures {
   throughput?: {
     deliveriesPerSecond: number
     cpuPerEventUs: number
+    redisCpuPerEventUs: number
+    redisCommandsPerPublish: number
+    redisScriptsPerPublish: number
     serverCpuPercent: number
     latencyP50Ms: number
     latencyP99Ms: number
@@ -216,27 +299,50 @@ interface Figures {
     duplicated: number
     errors: number
   }
+  /** Throughput across a Redis restart (contenders on Redis only). */
+  restart?: {
+    deliveriesPerSecond: number
+    published: number
+    publishFailures: number
+    /** Gaps reported to subscribers, and the events they covered. */
+    gaps: number
+    lostWithGap: number
+    /** Events missed with no gap reported: silent loss. */
+    lost: number
+    duplicated: number
+    retried: number
+    errors: number
+  }
 }
+
+const groups = ['fanout', 'cost', 'throughput', 'restart'] as const
+/** Figures summed over trials rather than their median. */
+const counted = ['lost', 'duplicated', 'errors', 'gaps', 'lostWithGap', 'publishFailures', 'retried']
 
 /** Each figure is the median of its trials' (lost events: the sum). */
 function medianFigures (trials: readonly Figures[]): Figures {
   const figures: Figures = {}
-  for (const group of ['fanout', 'cost', 'throughput'] as const) {
+  for (const group of groups) {
     const present = trials.map(trial => trial[group] as Record<string, number> | undefined).filter(g => g !== undefined)
     const first = present[0]
     if (first === undefined) continue
     const merged: Record<string, number> = {}
     for (const name of Object.keys(first)) {
       const values = present.map(g => g[name] as number)
-      merged[name] = ['lost', 'duplicated', 'errors'].includes(name) ? values.reduce((a, b) => a + b, 0) : median(values)
+      merged[name] = counted.includes(name) ? values.reduce((a, b) => a + b, 0) : median(values)
     }
     Object.assign(figures, { [group]: merged })
   }
   return figures
 }
 
+/** Scripts run, from commands counted per name (INFO commandstats counts a script's own calls too). */
+function scriptsOf (byCommand: Record<string, number>): number {
+  return ['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro'].reduce((sum, name) => sum + (byCommand[name] ?? 0), 0)
+}
+
 /** A scenario that did not complete (a subscriber failed, a round timed out) gives no figures. */
-function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResult | undefined): Figures {
+function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResult | undefined, restart?: ThroughputResult): Figures {
   const figures: Figures = {}
   if (fanout !== undefined && fanout.errors === 0) {
     figures.fanout = {
@@ -244,7 +350,10 @@ function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResu
       fanoutMaxMs: Math.max(...fanout.fanoutMs),
       latencyP50Ms: fanout.latencyP50Ms,
       latencyP99Ms: fanout.latencyP99Ms,
-      cpuPerEventUs: fanout.serverCpuUs / fanout.deliveries,
+      cpuPerEventUs: (fanout.serverCpuUs + fanout.redisCpuUs) / fanout.deliveries,
+      redisCpuPerEventUs: fanout.redisCpuUs / fanout.deliveries,
+      redisCommandsPerPublish: fanout.redisCommands / fanout.rounds,
+      redisScriptsPerPublish: scriptsOf(fanout.redisByCommand) / fanout.rounds,
       lost: fanout.lost,
       duplicated: fanout.duplicated,
       errors: fanout.errors
@@ -258,13 +367,29 @@ function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResu
   if (throughput !== undefined && throughput.errors === 0) {
     figures.throughput = {
       deliveriesPerSecond: throughput.delivered / (throughput.elapsedMs / 1000),
-      cpuPerEventUs: throughput.serverCpuUs / throughput.delivered,
-      serverCpuPercent: throughput.serverCpuUs / 1000 / throughput.elapsedMs * 100,
+      cpuPerEventUs: (throughput.serverCpuUs + throughput.redisCpuUs) / throughput.delivered,
+      redisCpuPerEventUs: throughput.redisCpuUs / throughput.delivered,
+      redisCommandsPerPublish: throughput.redisCommands / throughput.published,
+      redisScriptsPerPublish: scriptsOf(throughput.redisByCommand) / throughput.published,
+      serverCpuPercent: (throughput.serverCpuUs + throughput.redisCpuUs) / 1000 / throughput.elapsedMs * 100,
       latencyP50Ms: throughput.latencyP50Ms,
       latencyP99Ms: throughput.latencyP99Ms,
       lost: throughput.lost,
       duplicated: throughput.duplicated,
       errors: throughput.errors
+    }
+  }
+  if (restart !== undefined && restart.errors === 0) {
+    figures.restart = {
+      deliveriesPerSecond: restart.delivered / (restart.elapsedMs / 1000),
+      published: restart.published,
+      publishFailures: restart.publishFailures,
+      gaps: restart.gaps,
+      lostWithGap: restart.lostWithGap,
+      lost: restart.lost,
+      duplicated: restart.duplicated,
+      retried: restart.retried,
+      errors: restart.errors
     }
   }
   return figures
@@ -275,7 +400,7 @@ type Ratios = { [Group in keyof Figures]?: Record<string, number | null> }
 /** Each figure divided by the floor's at the same size; null where the floor's is 0 or missing. */
 function ratiosOf (figures: Figures, floor: Figures | undefined): Ratios {
   const ratios: Ratios = {}
-  for (const group of ['fanout', 'cost', 'throughput'] as const) {
+  for (const group of groups) {
     const mine = figures[group] as Record<string, number> | undefined
     const theirs = floor?.[group] as Record<string, number> | undefined
     if (mine === undefined) continue
@@ -296,7 +421,7 @@ interface RunRecord {
   ratios: Ratios
   /** The figures of each trial. */
   trials: Figures[]
-  raw: Array<{ fanout?: FanoutResult, throughput?: ThroughputResult }>
+  raw: Array<{ fanout?: FanoutResult, throughput?: ThroughputResult, restart?: ThroughputResult }>
   failures: string[]
 }
 
@@ -335,6 +460,40 @@ function targetsOf (records: readonly RunRecord[], sizes: readonly number[]): Ta
     const lost = (comet.figures.fanout?.lost ?? 0) + (comet.figures.throughput?.lost ?? 0) +
       (comet.figures.fanout?.duplicated ?? 0) + (comet.figures.throughput?.duplicated ?? 0)
     check('events lost or repeated, all scenarios', lost, '= 0', v => v === 0)
+  }
+  return [...targets, ...redisTargetsOf(records, sizes)]
+}
+
+/** The Redis engine's targets: against the memory engine in the same run, and across sizes. */
+function redisTargetsOf (records: readonly RunRecord[], sizes: readonly number[]): Target[] {
+  const targets: Target[] = []
+  for (const contender of ['fastify-comet-redis', 'fastify-comet-redis-x2']) {
+    const commandsAt = (size: number): number | undefined =>
+      records.find(r => r.size === size && r.contender === contender)?.figures.fanout?.redisCommandsPerPublish
+    const smallest = sizes.find(size => commandsAt(size) !== undefined)
+    for (const size of sizes) {
+      const redis = records.find(r => r.size === size && r.contender === contender)
+      if (redis === undefined) continue
+      const memory = records.find(r => r.size === size && r.contender === 'fastify-comet')
+      const check = (target: string, value: number | null | undefined, limit: string, met: (v: number) => boolean): void => {
+        const known = value ?? null
+        targets.push({ size, target: `${contender}: ${target}`, value: known, limit, met: known === null || !Number.isFinite(known) ? null : met(known) })
+      }
+      const over = (mine: number | undefined, theirs: number | undefined): number | null =>
+        mine === undefined || theirs === undefined || theirs === 0 ? null : mine / theirs
+      check('fan-out time / fastify-comet (memory)\'s', over(redis.figures.fanout?.fanoutMs, memory?.figures.fanout?.fanoutMs), '≤ 1.5 (at 5,000)', v => v <= 1.5)
+      check('CPU per delivered event, fan-out, with redis-server / memory engine\'s', over(redis.figures.fanout?.cpuPerEventUs, memory?.figures.fanout?.cpuPerEventUs), 'reported', () => true)
+      check('Redis commands per fan-out event (inside scripts included)', redis.figures.fanout?.redisCommandsPerPublish, 'reported', () => true)
+      check('Redis round trips (scripts) per fan-out event', redis.figures.fanout?.redisScriptsPerPublish, 'reported', () => true)
+      if (smallest !== undefined && smallest !== size) {
+        check(`Redis commands per fan-out event / at ${smallest} subscribers`, over(commandsAt(size), commandsAt(smallest)), '≤ 1.1 (independent of subscribers)', v => v <= 1.1)
+      }
+      const f = redis.figures
+      const silent = (f.fanout?.lost ?? 0) + (f.fanout?.duplicated ?? 0) + (f.throughput?.lost ?? 0) + (f.throughput?.duplicated ?? 0) +
+        (f.restart?.lost ?? 0) + (f.restart?.duplicated ?? 0)
+      check('events lost silently or repeated, all scenarios (restart included)', silent, '= 0', v => v === 0)
+      if (f.restart !== undefined) check('gaps reported across the Redis restart', f.restart.gaps, 'counted (> 0)', v => v > 0)
+    }
   }
   return targets
 }
@@ -390,6 +549,33 @@ function renderTables (records: readonly RunRecord[], sizes: readonly number[]):
         format(f.throughput === undefined ? undefined : f.throughput.lost + f.throughput.duplicated)
       ])
     ))
+    const onRedis = here.filter(r => specOf(r.contender).redis)
+    if (onRedis.length > 0) {
+      const memory = here.find(r => r.contender === 'fastify-comet')?.figures
+      const versus = (value: number | undefined, base: number | undefined): string =>
+        value === undefined ? '-' : base === undefined || base === 0 ? format(value) : `${format(value)} (×${format(value / base, 2)})`
+      out.push(`\n${size} subscribers: on Redis (× = ratio to fastify-comet on its memory engine; CPU includes redis-server's, its part in brackets)\n`)
+      out.push(table(
+        ['contender', 'processes', 'fan-out ms', 'CPU µs/event fan-out', 'Redis cmds (scripts)/publish fan-out', 'CPU µs/event throughput', 'Redis cmds (scripts)/publish throughput', 'lost'],
+        [...(memory === undefined ? [] : [here.find(r => r.contender === 'fastify-comet') as RunRecord]), ...onRedis].map(({ contender, figures: f }) => [
+          contender,
+          String(specOf(contender).processes),
+          versus(f.fanout?.fanoutMs, memory?.fanout?.fanoutMs),
+          `${versus(f.fanout?.cpuPerEventUs, memory?.fanout?.cpuPerEventUs)} [${format(f.fanout?.redisCpuPerEventUs)}]`,
+          `${format(f.fanout?.redisCommandsPerPublish)} (${format(f.fanout?.redisScriptsPerPublish)})`,
+          `${versus(f.throughput?.cpuPerEventUs, memory?.throughput?.cpuPerEventUs)} [${format(f.throughput?.redisCpuPerEventUs)}]`,
+          `${format(f.throughput?.redisCommandsPerPublish)} (${format(f.throughput?.redisScriptsPerPublish)})`,
+          format(f.fanout === undefined && f.throughput === undefined ? undefined : (f.fanout?.lost ?? 0) + (f.fanout?.duplicated ?? 0) + (f.throughput?.lost ?? 0) + (f.throughput?.duplicated ?? 0))
+        ])
+      ))
+      out.push(`\n${size} subscribers: throughput across a Redis restart (killed, back empty)\n`)
+      out.push(table(
+        ['contender', 'published', 'refused while down', 'gaps reported', 'missed after a gap', 'lost silently', 'repeated', 'polls retried'],
+        onRedis.map(({ contender, figures: { restart: r } }) => [
+          contender, format(r?.published), format(r?.publishFailures), format(r?.gaps), format(r?.lostWithGap), format(r?.lost), format(r?.duplicated), format(r?.retried)
+        ])
+      ))
+    }
     const failures = here.flatMap(r => r.failures.map(failure => `${r.contender}: ${failure}`))
     if (failures.length > 0) out.push(`\nfailures:\n${failures.join('\n')}`)
   }
@@ -399,7 +585,7 @@ function renderTables (records: readonly RunRecord[], sizes: readonly number[]):
 /** The records of one size: each contender's figures (medians of its trials) and their ratios to the floor's. */
 function summarize (size: number, names: readonly string[], raw: ReadonlyMap<string, RunRecord['raw']>, failures: ReadonlyMap<string, string[]>): RunRecord[] {
   const summaries = new Map(names.map(contender => {
-    const perTrial = (raw.get(contender) ?? []).map(trial => figuresOf(trial.fanout, trial.throughput))
+    const perTrial = (raw.get(contender) ?? []).map(trial => figuresOf(trial.fanout, trial.throughput, trial.restart))
     return [contender, { perTrial, figures: medianFigures(perTrial) }]
   }))
   const floor = summaries.get('floor')?.figures
@@ -453,6 +639,8 @@ async function main (): Promise<void> {
     for (let trial = 0; trial < settings.trials; trial++) {
       for (const scenario of settings.scenarios) {
         for (const contender of settings.contenders) {
+          // A Redis restart concerns only the contenders on Redis.
+          if (scenario === 'restart' && !specOf(contender).redis) continue
           note(`bench: trial ${trial + 1} of ${settings.trials}, ${scenario}, ${size} subscribers, ${contender}`)
           const trials = raw.get(contender) as RunRecord['raw']
           const mine = trials[trial] ?? {}
@@ -460,6 +648,7 @@ async function main (): Promise<void> {
           try {
             const result = await runScenario(settings, contender, scenario, size)
             if (result.scenario === 'fanout') mine.fanout = result
+            else if (result.scenario === 'restart') mine.restart = result
             else mine.throughput = result
             if (result.errors > 0) failures.set(contender, [...failures.get(contender) ?? [], `${scenario}: ${result.errors} errors, first: ${result.firstError ?? '?'}`])
           } catch (error) {

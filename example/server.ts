@@ -6,6 +6,11 @@
 // served at /comet/client.js. Messages are posted to POST /rooms/<room>/messages, which validates
 // them, stores them and publishes them from server code, as a real application would; the plugin's
 // own HTTP publish route is closed, so nobody can put unchecked data on a channel.
+//
+// With REDIS_URL, the plugin runs on its Redis engine and the messages are stored in Redis too, so
+// that several processes serve one chat; WORKERS=<n> then runs n processes on one port
+// (node:cluster, see cluster.ts).
+import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
@@ -13,102 +18,165 @@ import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import comet from '../plugin.js'
 import { registerCometMetrics } from '../lib/prometheus.js'
-import { MessageStore, type ChatMessage } from './messages.js'
+import type { CometEngine } from '../lib/engines/engine.js'
+import { MessageStore, RedisMessageStore, type ChatMessage, type ChatStore } from './messages.js'
 
 const port = Number(process.env.PORT ?? 3000)
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   throw new Error(`PORT must be a port number from 0 to 65535 (got ${JSON.stringify(process.env.PORT)})`)
 }
 const host = process.env.HOST ?? 'localhost'
+const redisUrl = process.env.REDIS_URL === '' ? undefined : process.env.REDIS_URL
+const workers = Number(process.env.WORKERS ?? 1)
+if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+  throw new Error(`WORKERS must be a number of processes from 1 to 64 (got ${JSON.stringify(process.env.WORKERS)})`)
+}
+if (workers > 1 && redisUrl === undefined) {
+  // Each process would have its own rooms: a page would see the messages of one process only.
+  throw new Error('WORKERS needs REDIS_URL: processes share their rooms through Redis, e.g. WORKERS=2 REDIS_URL=redis://127.0.0.1:6379 npm start')
+}
 
 // What a page joining a room is shown: the plugin's history on load, the store after a gap.
 const recentMessages = 100
+// A page opened after a quiet day still gets the room's last lines with its first poll.
+const keepSeconds = 24 * 60 * 60
 
-// Polls are quiet whatever the level (the plugin's default); the rest of the app logs at LOG_LEVEL.
-const fastify = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
-await fastify.register(comet, {
-  // HTTP publishes get 403; fastify.comet.publish() below is not asked.
-  authorizePublish: () => false,
-  historySize: recentMessages,
-  // A page opened after a quiet hour still gets the room's last lines with its first poll.
-  historyTtl: 24 * 60 * 60 // seconds
-})
-await fastify.register(fastifyStatic, { root: fileURLToPath(new URL('public/', import.meta.url)) })
-
-const store = new MessageStore({ perRoom: recentMessages, rooms: 1000 })
-
-const roomParams = {
-  type: 'object',
-  required: ['room'],
-  // With the prefix "chat:", always a valid channel name.
-  properties: { room: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } }
-} as const
-
-const message = {
-  type: 'object',
-  required: ['seq', 'name', 'text', 'at'],
-  properties: { seq: { type: 'integer' }, name: { type: 'string' }, text: { type: 'string' }, at: { type: 'string' } }
-} as const
-
-interface RoomRoute {
-  Params: { room: string }
+if (workers > 1 && cluster.isPrimary) {
+  const { runCluster } = await import('./cluster.js')
+  runCluster({ workers, port, host })
+} else {
+  await serve()
 }
 
-fastify.post<RoomRoute & { Body: { name: string, text: string } }>('/rooms/:room/messages', {
-  bodyLimit: 4096,
-  schema: {
-    params: roomParams,
-    body: {
-      type: 'object',
-      required: ['name', 'text'],
-      additionalProperties: false,
-      properties: {
-        // At least one character that is not white space: the handler trims.
-        name: { type: 'string', minLength: 1, maxLength: 40, pattern: '\\S' },
-        text: { type: 'string', minLength: 1, maxLength: 1000, pattern: '\\S' }
-      }
-    },
-    response: { 201: message }
-  }
-}, async (request, reply) => {
-  const { room } = request.params
-  // Stored before it is published: a page that reloads the room after a gap must find it.
-  const posted: ChatMessage = store.add(room, { name: request.body.name.trim(), text: request.body.text.trim() })
-  await fastify.comet.publish(`chat:${room}`, posted)
-  return reply.code(201).send(posted)
-})
+async function serve (): Promise<void> {
+  // Polls are quiet whatever the level (the plugin's default); the rest of the app logs at LOG_LEVEL.
+  const fastify = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
+  const { engine, store } = redisUrl === undefined
+    ? { engine: undefined, store: new MessageStore({ perRoom: recentMessages, rooms: 1000 }) }
+    : await onRedis(fastify, redisUrl)
 
-// What a page reloads after a gap: the plugin's history lost events (a restart, say); the store has them.
-fastify.get<RoomRoute>('/rooms/:room/messages', {
-  schema: {
-    params: roomParams,
-    response: { 200: { type: 'object', required: ['messages'], properties: { messages: { type: 'array', items: message } } } }
-  }
-}, async request => ({ messages: store.recent(request.params.room) }))
-
-fastify.get('/stats', async () => fastify.comet.stats())
-
-// For Prometheus to scrape.
-const registry = new Registry()
-registerCometMetrics(fastify.comet, { registry })
-fastify.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
-
-// close() answers the waiting long-polls first; a second signal ends the process at once.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    fastify.log.info({ signal }, 'closing')
-    fastify.close().catch(error => {
-      fastify.log.error(error)
-      process.exitCode = 1
-    })
+  await fastify.register(comet, {
+    // HTTP publishes get 403; fastify.comet.publish() below is not asked.
+    authorizePublish: () => false,
+    ...(engine === undefined ? { historySize: recentMessages, historyTtl: keepSeconds } : { engine })
   })
+  await fastify.register(fastifyStatic, { root: fileURLToPath(new URL('public/', import.meta.url)) })
+
+  const roomParams = {
+    type: 'object',
+    required: ['room'],
+    // With the prefix "chat:", always a valid channel name.
+    properties: { room: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } }
+  } as const
+
+  const message = {
+    type: 'object',
+    required: ['seq', 'name', 'text', 'at'],
+    properties: { seq: { type: 'integer' }, name: { type: 'string' }, text: { type: 'string' }, at: { type: 'string' } }
+  } as const
+
+  interface RoomRoute {
+    Params: { room: string }
+  }
+
+  fastify.post<RoomRoute & { Body: { name: string, text: string } }>('/rooms/:room/messages', {
+    bodyLimit: 4096,
+    schema: {
+      params: roomParams,
+      body: {
+        type: 'object',
+        required: ['name', 'text'],
+        additionalProperties: false,
+        properties: {
+          // At least one character that is not white space: the handler trims.
+          name: { type: 'string', minLength: 1, maxLength: 40, pattern: '\\S' },
+          text: { type: 'string', minLength: 1, maxLength: 1000, pattern: '\\S' }
+        }
+      },
+      response: { 201: message }
+    }
+  }, async (request, reply) => {
+    const { room } = request.params
+    // Stored before it is published: a page that reloads the room after a gap must find it.
+    const posted: ChatMessage = await fromStore(reply, store.add(room, { name: request.body.name.trim(), text: request.body.text.trim() }))
+    await fastify.comet.publish(`chat:${room}`, posted)
+    return reply.code(201).send(posted)
+  })
+
+  // What a page reloads after a gap: the plugin's history lost events (a restart, say); the store has them.
+  fastify.get<RoomRoute>('/rooms/:room/messages', {
+    schema: {
+      params: roomParams,
+      response: { 200: { type: 'object', required: ['messages'], properties: { messages: { type: 'array', items: message } } } }
+    }
+  }, async (request, reply) => ({ messages: await fromStore(reply, store.recent(request.params.room)) }))
+
+  fastify.get('/stats', async () => fastify.comet.stats())
+
+  // For Prometheus to scrape.
+  const registry = new Registry()
+  registerCometMetrics(fastify.comet, { registry })
+  fastify.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
+
+  // close() answers the waiting long-polls first; a second signal ends the process at once.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      fastify.log.info({ signal }, 'closing')
+      fastify.close().then(() => {
+        // A worker's channel to the cluster's primary would keep it running.
+        if (cluster.isWorker) process.disconnect?.()
+      }, error => {
+        fastify.log.error(error)
+        process.exitCode = 1
+      })
+    })
+  }
+
+  try {
+    await fastify.listen({ port, host })
+  } catch (error) {
+    fastify.log.error(error)
+    process.exit(1)
+  }
+  // A cluster's primary says when all its workers listen (cluster.ts).
+  if (!cluster.isWorker) {
+    const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
+    console.log(`Chat ready: open http://${shown}:${(fastify.server.address() as AddressInfo).port} in two browser windows (Ctrl-C stops it)`)
+  }
 }
 
-try {
-  await fastify.listen({ port, host })
-} catch (error) {
-  fastify.log.error(error)
-  process.exit(1)
+/** The Redis engine and a store in Redis, both closed with the server. */
+async function onRedis (fastify: ReturnType<typeof Fastify>, url: string): Promise<{ engine: CometEngine, store: ChatStore }> {
+  // Loaded only here: plain `npm start` needs neither ioredis nor the engine.
+  const [{ Redis }, { RedisEngine }] = await Promise.all([import('ioredis'), import('../lib/engines/redis/index.js')])
+  const engine = new RedisEngine({ redis: url, historySize: recentMessages, historyTtl: keepSeconds })
+  // A connection of the store's own: while Redis is down, a command fails at once (no offline
+  // queue), so a post gets 503 instead of waiting; it reconnects within a second of Redis's return.
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: attempt => Math.min(attempt * 100, 1000)
+  })
+  redis.on('error', (error: Error) => { fastify.log.warn({ err: error }, 'the chat store lost Redis; reconnecting') })
+  await redis.connect()
+  fastify.addHook('onClose', async () => {
+    // The engine was passed in, so the plugin leaves it to us.
+    await engine.close()
+    redis.disconnect()
+  })
+  return { engine, store: new RedisMessageStore(redis, { perRoom: recentMessages, ttl: keepSeconds, keyPrefix: 'chat-store:' }) }
 }
-const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
-console.log(`Chat ready: open http://${shown}:${(fastify.server.address() as AddressInfo).port} in two browser windows (Ctrl-C stops it)`)
+
+/** What the store answers, or a 503 with Retry-After when it cannot be reached (Redis down). */
+async function fromStore<T> (reply: { header (name: string, value: string): unknown }, answer: Promise<T>): Promise<T> {
+  try {
+    return await answer
+  } catch (cause) {
+    reply.header('retry-after', '1')
+    throw Object.assign(new Error('the chat\'s message store cannot be reached; try again in a moment', { cause }), {
+      statusCode: 503,
+      code: 'CHAT_STORE_UNAVAILABLE'
+    })
+  }
+}

@@ -25,9 +25,9 @@ interface Report {
   targets: Array<{ target: string, value: number | null }>
 }
 
-const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io']
+const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
 // Events these keep until each subscriber has them; the floor and file polling keep only the latest.
-const keepHistory = ['fastify-comet', 'fastify-comet-metrics', 'faye', 'socket.io']
+const keepHistory = ['fastify-comet', 'fastify-comet-metrics', 'faye', 'socket.io', 'fastify-comet-redis-x2']
 const figureNames = {
   fanout: ['fanoutMs', 'fanoutMaxMs', 'latencyP50Ms', 'latencyP99Ms', 'cpuPerEventUs', 'lost', 'duplicated', 'errors'],
   cost: ['rssPerSubscriberKB', 'heapPerSubscriberKB', 'idleCpuPercent'],
@@ -36,10 +36,10 @@ const figureNames = {
 // Figures whose floor value may be 0, so that their ratio is null.
 const mayHaveNoRatio = ['lost', 'duplicated', 'errors', 'idleCpuPercent', 'heapPerSubscriberKB', 'rssPerSubscriberKB']
 
-// Fourteen server processes and fourteen drivers, one after the other, on a machine running other
-// tests. Set on the root test, the timeout is the whole file's, past the 120 s of .taprc (a
-// subtest's own timeout does not stop the runner from killing the file).
-t.setTimeout(300_000)
+// Sixteen runs (three of them with two server processes and a redis-server), one after the other,
+// on a machine running other tests. Set on the root test, the timeout is the whole file's, past
+// the 120 s of .taprc (a subtest's own timeout does not stop the runner from killing the file).
+t.setTimeout(400_000)
 
 t.test('npm run bench -- --quick measures every contender in every scenario, with ratios to the floor', async t => {
   const directory = mkdtempSync(join(tmpdir(), 'comet-bench-test-'))
@@ -89,4 +89,18 @@ t.test('npm run bench -- --quick measures every contender in every scenario, wit
     }
   }
   t.ok(report.targets.length > 0 && report.targets.every(target => typeof target.target === 'string'), 'the targets are checked')
+
+  // On Redis: its CPU and commands are counted, and the restart scenario ran and reported gaps.
+  const redis = report.records.find(record => record.contender === 'fastify-comet-redis-x2')
+  for (const group of ['fanout', 'throughput']) {
+    const figures = redis?.figures[group]
+    t.ok((figures?.redisCommandsPerPublish ?? 0) >= 1, `fastify-comet-redis-x2 ${group}: Redis commands per publish are counted`, { figures })
+    t.ok((figures?.redisScriptsPerPublish ?? 0) >= 1, `fastify-comet-redis-x2 ${group}: scripts per publish are counted`)
+    t.ok((figures?.redisCpuPerEventUs ?? 0) > 0, `fastify-comet-redis-x2 ${group}: redis-server's CPU is counted`)
+  }
+  const restart = redis?.figures.restart
+  t.ok(restart !== undefined && restart.errors === 0, 'the throughput run across a Redis restart completed', { restart })
+  t.ok((restart?.gaps ?? 0) > 0, 'subscribers were told of the gap the restart made', { restart })
+  for (const name of ['lost', 'lostWithGap', 'duplicated', 'publishFailures']) t.ok(Number.isFinite(restart?.[name]), `restart ${name} is counted`)
+  t.match(output, /across a Redis restart/, 'the Redis tables are printed')
 })

@@ -5,13 +5,10 @@
 import { fileURLToPath } from 'node:url'
 import type { Browser, Page } from 'playwright-core'
 import t from 'tap'
-import { deadline, launchChromium, messagesOf, namesOf, openChat, send, stateOf, waitFor, waitForState } from './chat-browser.js'
+import { deadline, launchChromium, messagesOf, namesOf, openChat, reconnectDeadline, send, stateOf, waitFor, waitForState } from './chat-browser.js'
 import { startExample } from './example-process.js'
 
 const screenshotPath = fileURLToPath(new URL('../docs/chat.png', import.meta.url))
-
-// A server that is back is found by the client's backoff (at most 10 s between tries).
-const reconnectDeadline = 30_000
 
 const browser = await launchChromium()
 if (browser !== undefined) await browserTests(browser)

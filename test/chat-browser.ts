@@ -11,6 +11,8 @@ const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-
 // Generous for a loaded machine, yet far below the 40 s a poll waits: a message that shows up in
 // time was pushed by a publish, not picked up by the next poll.
 export const deadline = 5000
+// A server that is back is found by the client's backoff (at most 10 s between tries).
+export const reconnectDeadline = 30_000
 
 const installHint = 'apt-get install -y chromium (Debian, as root), or set CHROMIUM_PATH'
 

@@ -18,15 +18,30 @@ export interface ExampleServer {
   stop: (signal: NodeJS.Signals) => Promise<number | null>
 }
 
+export interface ExampleOptions {
+  /** 0: a free one. */
+  port?: number
+  /** Runs the chat on Redis (REDIS_URL). */
+  redisUrl?: string
+  /** Runs it as this many processes of a node:cluster (WORKERS); needs redisUrl. */
+  workers?: number
+}
+
 /**
- * Starts example/server.ts on `port` (0: a free one) and resolves once it listens. The process is
- * killed when the test ends, if it still runs.
+ * Starts example/server.ts on `port` and resolves once it listens (every worker, for a cluster).
+ * The process is killed when the test ends, if it still runs.
  */
-export async function startExample (t: Test, { port = 0 } = {}): Promise<ExampleServer> {
+export async function startExample (t: Test, { port = 0, redisUrl, workers }: ExampleOptions = {}): Promise<ExampleServer> {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1' }
+  delete env.REDIS_URL
+  delete env.WORKERS
+  delete env.LOG_LEVEL
+  if (redisUrl !== undefined) env.REDIS_URL = redisUrl
+  if (workers !== undefined) env.WORKERS = String(workers)
   const server: ChildProcessByStdio<null, Readable, null> = spawn(...outsideTap(process.execPath, ['--import=tsx', 'example/server.ts']), {
     cwd: repoRoot,
     // As `npm start` runs it: with the example's own log level.
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: undefined },
+    env,
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const exited = once(server, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
@@ -37,14 +52,18 @@ export async function startExample (t: Test, { port = 0 } = {}): Promise<Example
     }
   })
 
-  // The example prints one line with the address to open once it listens. Everything it prints
-  // is kept (up to a bound), so that a test can see what a user would.
+  // A single process prints one line with the address to open once it listens; a cluster's
+  // primary logs once all its workers listen. Everything printed is kept (up to a bound), so that
+  // a test can see what a user would.
+  const listening = workers === undefined || workers === 1
+    ? /^Chat ready: open (http:\/\/127\.0\.0\.1:\d+) in two browser windows/m
+    : /Cluster of \d+ workers listening at (http:\/\/127\.0\.0\.1:\d+)/
   let output = ''
   const origin = await new Promise<string>((resolve, reject) => {
     server.stdout.setEncoding('utf8')
     server.stdout.on('data', (chunk: string) => {
       if (output.length < 1_000_000) output += chunk
-      const address = /^Chat ready: open (http:\/\/127\.0\.0\.1:\d+) in two browser windows/m.exec(output)?.[1]
+      const address = listening.exec(output)?.[1]
       if (address !== undefined) resolve(address)
     })
     void exited.then(([code]) => { reject(new Error(`the example exited with ${String(code)} before listening:\n${output}`)) })

@@ -11,7 +11,15 @@ export type OnMessage = (seq: number, t: number) => void
  * send its first long-poll; the polling goes on in the background. `onError` gets an error that
  * stopped a subscriber.
  */
-export type Subscribe = (http: Http, channel: string, onMessage: OnMessage, onError: (error: unknown) => void) => Promise<void>
+export type Subscribe = (http: Http, channel: string, onMessage: OnMessage, onError: (error: unknown) => void, events: SubscriberEvents) => Promise<void>
+
+/** What a subscriber reports besides messages, where its protocol has it. */
+export interface SubscriberEvents {
+  /** The server said events were lost for this subscriber (fastify-comet's `gap`). */
+  onGap: () => void
+  /** A poll was refused with 503 (the server's Redis is down) and will be sent again. */
+  onRetry: () => void
+}
 
 interface BenchMessage { seq: number, t: number }
 
@@ -22,13 +30,25 @@ function pollForever (poll: () => Promise<void>, onError: (error: unknown) => vo
   })().catch(onError)
 }
 
-// fastify-comet: learn the cursor at "now" with wait=0, then long-poll with the cursor of `p`.
-const comet: Subscribe = async (http, channel, onMessage, onError) => {
-  interface Reply { s: 0 | 1, m?: Record<string, Array<{ id: string, data: BenchMessage }>>, p: Record<string, string> }
+// fastify-comet: learn the cursor at "now" with wait=0, then long-poll with the cursor of `p`. A
+// reported gap comes before the reply's events; a 503 (Redis down) is asked again after a while,
+// spread so that the subscribers do not all come back at once, as the plugin's client does.
+const comet: Subscribe = async (http, channel, onMessage, onError, { onGap, onRetry }) => {
+  interface Reply { s: 0 | 1, m?: Record<string, Array<{ id: string, data: BenchMessage }>>, p: Record<string, string>, gap?: string[] }
   const first = JSON.parse(await http.get(`/comet/subscribe?subscribed[${channel}]=0&wait=0`)) as Reply
   let cursor = first.p[channel] as string
   pollForever(async () => {
-    const reply = JSON.parse(await http.get(`/comet/subscribe?subscribed[${channel}]=${cursor}`)) as Reply
+    let body: string
+    try {
+      body = await http.get(`/comet/subscribe?subscribed[${channel}]=${encodeURIComponent(cursor)}`)
+    } catch (error) {
+      if (!/: 503 /.test((error as Error).message)) throw error
+      onRetry()
+      await new Promise(resolve => setTimeout(resolve, 250 + Math.random() * 500))
+      return
+    }
+    const reply = JSON.parse(body) as Reply
+    if (reply.gap?.includes(channel) === true) onGap()
     for (const event of reply.m?.[channel] ?? []) onMessage(event.data.seq, event.data.t)
     cursor = reply.p[channel] as string
   }, onError)
@@ -104,7 +124,11 @@ export const protocols: Record<string, Subscribe> = {
   'fastify-floor': latestOnly,
   'fastify-comet': comet,
   'fastify-comet-metrics': comet,
+  'fastify-comet-redis': comet,
+  'fastify-comet-redis-x2': comet,
   'file-polling': latestOnly,
   faye,
-  'socket.io': socketIo
+  'socket.io': socketIo,
+  'socket.io-redis': socketIo,
+  'socket.io-redis-x2': socketIo
 }

@@ -25,6 +25,11 @@ let shown = new Map()
 let reloading
 /** When the room was last reloaded after a gap, while connected since. */
 let reloadedAt
+/**
+ * Messages the last reload found in the store that the client has not delivered yet: the server
+ * stores a message before it publishes it, so a reload may show one that the client then brings too.
+ */
+let fromStoreOnly = new Set()
 
 const client = new CometClient({
   url: '/comet',
@@ -50,6 +55,7 @@ function join (name) {
   roomInput.value = name
   if (location.hash !== `#${name}`) history.replaceState(null, '', `#${name}`)
   shown = new Map()
+  fromStoreOnly = new Set()
   list.replaceChildren()
   outbox.replaceChildren()
   reloading = undefined
@@ -64,8 +70,8 @@ function receive (messageRoom, message) {
   if (reloading !== undefined) {
     reloading.live.set(message.seq, message)
   } else if (shown.has(message.seq)) {
-    // Only a reload overlaps what the client delivers; outside one, the client repeated itself.
-    console.warn(`chat: message ${message.seq} was delivered twice`)
+    // Only a reload overlaps what the client delivers, once; beyond that, the client repeated itself.
+    if (!fromStoreOnly.delete(message.seq)) console.warn(`chat: message ${message.seq} was delivered twice`)
   } else {
     show(message)
   }
@@ -88,6 +94,8 @@ async function reload () {
       if (reloading !== thisReload) return
       shown = new Map()
       list.replaceChildren()
+      fromStoreOnly = new Set(messages.map(message => message.seq))
+      for (const message of thisReload.live.values()) fromStoreOnly.delete(message.seq)
       for (const message of [...messages, ...thisReload.live.values()]) show(message)
       reloading = undefined
       reloadedAt = new Date()
