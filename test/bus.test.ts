@@ -14,8 +14,13 @@ class SlowEngine implements CometEngine {
   readonly #reads = new Set<Promise<unknown>>()
   failReads = false
   dropNotifications = false
+  /** When set, watch() returns it, as an engine that waits for its server to acknowledge does. */
+  watchAcknowledged: Promise<void> | undefined
+  /** Reads asked for so far. */
+  reads = 0
 
   async read (channel: string, position: ReadPosition, limit: number): Promise<ChannelBacklog> {
+    this.reads++
     const backlog = this.#memory.read(channel, position, limit)
     const failing = this.failReads
     const turn = new Promise(resolve => setImmediate(resolve))
@@ -38,8 +43,9 @@ class SlowEngine implements CometEngine {
   }
 
   publish (channel: string, json: string): Promise<string> { return this.#memory.publish(channel, json) }
-  watch (channel: string, watcher: ChannelWatcher): void {
+  watch (channel: string, watcher: ChannelWatcher): void | Promise<void> {
     this.#memory.watch(channel, this.dropNotifications ? { notify () {} } : watcher)
+    return this.watchAcknowledged
   }
   unwatch (channel: string, watcher: ChannelWatcher): void { this.#memory.unwatch(channel, watcher) }
   channelCount (): number { return this.#memory.channelCount() }
@@ -57,6 +63,21 @@ function busOn (t: Test, pollTimeoutMs = 30_000): { bus: CometBus, engine: SlowE
 function subscription (...channels: string[]): Map<string, ReadPosition> {
   return new Map(channels.map(channel => [channel, fromNow]))
 }
+
+t.test('a hang-up while the engine is still acknowledging its watch: nothing is read, and the poll never waits', async t => {
+  const { bus, engine } = busOn(t)
+  let acknowledge: () => void = () => {}
+  engine.watchAcknowledged = new Promise<void>(resolve => { acknowledge = resolve })
+  const poll = bus.poll(subscription('room'))
+  let settled = false
+  poll.reply.then(() => { settled = true }, () => { settled = true })
+  poll.cancel()
+  acknowledge()
+  await engine.settled()
+  t.equal(engine.reads, 0, 'no read for a poll whose client is gone')
+  t.equal(settled, false)
+  t.same(counters(bus.stats()), countersWith({ hangUps: 1 }))
+})
 
 t.test('a publish while the first reads are under way is read again and answered, not missed', async t => {
   const { bus } = busOn(t)
