@@ -16,7 +16,7 @@ import { strict as assert } from 'node:assert'
 import type { FastifyInstance } from 'fastify'
 import fc from 'fast-check'
 import type { Test } from 'tap'
-import { eventually, poll, publish, sleep, type PollReply } from './helpers.js'
+import { eventually, poll, publish, sleep, within as settleWithin, type PollReply } from './helpers.js'
 
 /** One try of 50 ms: polls time out often, so timeouts interleave with everything else. */
 export const TRIES = 1
@@ -292,15 +292,7 @@ async function play (scenario: Scenario, makeServers: (batchSize: number) => Pro
 
 /** Rejects when `promise` takes longer than any reply of this test should. */
 async function within<T> (promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${HANG_MS} ms`)), HANG_MS)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+  return await settleWithin(promise, HANG_MS, what)
 }
 
 function isDeepEqual (a: unknown, b: unknown): boolean {
