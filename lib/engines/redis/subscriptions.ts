@@ -47,6 +47,13 @@ export class Subscriptions {
   readonly #toSubscribe = new Set<string>()
   readonly #toUnsubscribe = new Set<string>()
   #batch: Batch | undefined
+  /**
+   * Batches whose SSUBSCRIBE was sent and not answered. ioredis neither answers nor rejects a
+   * command that was under way when its connection dropped (autoResendUnfulfilledCommands is
+   * off): without this, such a subscribe would never settle, and every later watcher of its
+   * channels, and the heal after the reconnection, would wait on it forever.
+   */
+  readonly #sent = new Set<Batch>()
   #flushScheduled = false
   /** Counts connections: an acknowledgement counts only on the connection it was asked on. */
   #connection = 0
@@ -133,6 +140,9 @@ export class Subscriptions {
   /** The subscriber connection dropped: no subscription holds until it is made again. */
   onDisconnect (): void {
     this.#connection++
+    const dropped = new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
+    for (const batch of this.#sent) batch.reject(dropped)
+    this.#sent.clear()
     for (const subscription of this.#byChannel.values()) {
       subscription.acked = false
       subscription.latest = undefined
@@ -220,9 +230,16 @@ export class Subscriptions {
     if (this.#toSubscribe.size === 0) return batch.resolve()
     const channels = [...this.#toSubscribe].map(c => this.redisChannel(c))
     this.#toSubscribe.clear()
+    this.#sent.add(batch)
     this.#subscriber.ssubscribe(...channels).then(
-      () => batch.resolve(),
-      (error: Error) => batch.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
+      () => {
+        this.#sent.delete(batch)
+        batch.resolve()
+      },
+      (error: Error) => {
+        this.#sent.delete(batch)
+        batch.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
+      }
     )
   }
 }
