@@ -110,3 +110,13 @@ t.test('a kept read is not shared past the time a notification would answer', as
   t.equal(subscriptions.sharedRead('room', 'A.1 10'), undefined)
   subscriptions.close()
 })
+
+t.test('a subscribe that Redis refuses fails its watchers with a 503', async t => {
+  const subscriber = {
+    ssubscribe: async () => { throw new Error("Stream isn't writeable and enableOfflineQueue options is false") },
+    sunsubscribe: async () => {}
+  } as unknown as Redis
+  const subscriptions = new Subscriptions(subscriber, 'p:', 1000, () => {})
+  await t.rejects(subscriptions.watch('room', watcher([])) as Promise<void>, { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /Stream isn't writeable/ })
+  subscriptions.close()
+})
