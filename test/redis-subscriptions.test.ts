@@ -120,3 +120,18 @@ t.test('a subscribe that Redis refuses fails its watchers with a 503', async t =
   await t.rejects(subscriptions.watch('room', watcher([])) as Promise<void>, { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /Stream isn't writeable/ })
   subscriptions.close()
 })
+
+t.test('a drop before the batch is sent: an acknowledgement on the new connection does not count for it', async t => {
+  const { subscriber, acknowledge } = standIn()
+  const subscriptions = new Subscriptions(subscriber, 'p:', 1000, () => {})
+  const seen: string[] = []
+  const watching = subscriptions.watch('room', watcher(seen))
+  await new Promise(resolve => setImmediate(resolve))
+  // Not yet flushed: nothing is under way on the connection that drops.
+  subscriptions.onDisconnect()
+  subscriptions.onMessage('p:{room}:n', 'AAAAAAAAAAAA.1 AAAAAAAAAAAA.2 "two"')
+  t.same(seen, [], 'a message before the acknowledgement tells no one')
+  await acknowledge()
+  await t.rejects(watching as Promise<void>, { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /the subscription connection dropped/ })
+  subscriptions.close()
+})
