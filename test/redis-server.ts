@@ -21,6 +21,10 @@ export interface RedisServer {
   freePort (): Promise<number>
   /** Starts redis-server again on the same port and folder (loading dump.rdb if one was saved). */
   start (): Promise<void>
+  /** SIGSTOP: connections stay open, and what clients send waits unanswered in the socket. */
+  suspend (): void
+  /** SIGKILL (suspended or not): a crash, every connection drops with what was under way. */
+  crash (): Promise<void>
 }
 
 export async function freePort (): Promise<number> {
@@ -69,6 +73,14 @@ export async function startRedis (t: Test, { cluster = false } = {}): Promise<Re
     child = undefined
   }
 
+  async function crash (): Promise<void> {
+    const running = child as ChildProcess
+    const exited = once(running, 'exit')
+    running.kill('SIGKILL')
+    await exited
+    child = undefined
+  }
+
   t.teardown(async () => {
     for (const admin of admins) admin.disconnect()
     const running = child
@@ -96,6 +108,8 @@ export async function startRedis (t: Test, { cluster = false } = {}): Promise<Re
     },
     shutdown,
     start,
+    suspend: () => { child?.kill('SIGSTOP') },
+    crash,
     freePort
   }
 }

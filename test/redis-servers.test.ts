@@ -68,3 +68,26 @@ t.test('a fan-out costs Redis one script, the publish: the woken polls are answe
   const scripts = /cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1]
   t.equal(scripts, '1', 'one script in all: the publish')
 })
+
+t.test('polls that come back after the subscription was dropped share one read: the cost does not depend on how long a fan-out took', async t => {
+  const admin = redis.admin()
+  const a = await serveOnRedis(t, longPoll, 'comeback:')
+  const b = await serveOnRedis(t, longPoll, 'comeback:')
+  const now = await (await fetch(`${b.origin}/comet/subscribe?subscribed[room]=0&wait=0`)).json() as { p: { room: string } }
+  const cursor = now.p.room
+  // Longer than the second B keeps a channel's subscription after its last poll left: the polls
+  // come back as they would after a fan-out slower than that, to no subscription and no notification.
+  await new Promise(resolve => setTimeout(resolve, 1200))
+  await admin.config('RESETSTAT')
+  const signal = AbortSignal.timeout(10_000)
+  const together = Array.from({ length: 10 }, () => poll(b.origin, { room: cursor }, { signal }))
+  await eventually(() => b.app.comet.stats().pending === 10)
+  const later = Array.from({ length: 10 }, () => poll(b.origin, { room: cursor }, { signal }))
+  await eventually(() => b.app.comet.stats().pending === 20)
+  const { body: { id } } = await publish(a.origin, 'room', 'to all')
+  const replies = await Promise.all([...together, ...later])
+  t.ok(replies.every(r => r.body.m?.room?.[0]?.id === id), 'every poll has the event')
+  const stats = await admin.info('commandstats')
+  const [evalsha = 0, evalCalls = 0] = ['evalsha', 'eval'].map(name => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0))
+  t.equal(evalsha + evalCalls, 2, `two scripts in all, however many polls came back: one read and the publish (${stats.split('\n').filter(l => l.startsWith('cmdstat_e')).join(', ')})`)
+})

@@ -52,3 +52,86 @@ t.test('a heal wakes the watchers only when the top moved, and not when a notifi
   t.equal(subscriptions.heal('gone', 'AAAAAAAAAAAA.2', 'BBBBBBBBBBBB.0'), 0, 'a channel no longer kept')
   subscriptions.close()
 })
+
+t.test('a read is shared only when sent after the acknowledgement, and until the next notification, drop, heal or failure', async t => {
+  const { subscriber, acknowledge } = standIn()
+  const subscriptions = new Subscriptions(subscriber, 'p:', 1000, () => {})
+  const backlog = (next: string) => Promise.resolve({ events: [], next, gap: false })
+  subscriptions.keepRead('room', 'A.1 10', backlog('A.1'))
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), undefined, 'no subscription: not kept')
+  const watching = subscriptions.watch('room', watcher([]))
+  subscriptions.keepRead('room', 'A.1 10', backlog('A.1'))
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), undefined, 'sent before the acknowledgement: not kept')
+  await acknowledge()
+  await watching
+
+  const first = backlog('A.1')
+  subscriptions.keepRead('room', 'A.1 10', first)
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), first, 'kept')
+  t.equal(subscriptions.sharedRead('room', 'A.1 2'), undefined, 'another limit is another read')
+  subscriptions.onMessage('p:{room}:n', 'AAAAAAAAAAAA.1 AAAAAAAAAAAA.2 "two"')
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), undefined, 'a notification ends it')
+
+  subscriptions.keepRead('room', 'A.1 10', backlog('A.1'))
+  t.equal(subscriptions.heal('room', 'AAAAAAAAAAAA.2', 'BBBBBBBBBBBB.0'), 1)
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), undefined, 'a heal that wakes ends it')
+
+  const failing = Promise.reject(new Error('down'))
+  subscriptions.keepRead('room', 'A.1 10', failing)
+  await failing.catch(() => {})
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), undefined, 'a failed read is not kept')
+
+  const failingLate = Promise.reject(new Error('down'))
+  subscriptions.keepRead('room', 'A.1 10', failingLate)
+  const replaced = backlog('A.1')
+  subscriptions.onMessage('p:{room}:n', 'BBBBBBBBBBBB.0 BBBBBBBBBBBB.1 "one"')
+  subscriptions.keepRead('room', 'A.1 10', replaced)
+  await failingLate.catch(() => {})
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), replaced, 'a read that failed after it was replaced does not remove its successor')
+
+  for (let i = 0; i < 70; i++) subscriptions.keepRead('room', `A.${i} 1`, backlog('A.1'))
+  t.ok(subscriptions.sharedRead('room', 'A.62 1') !== undefined && subscriptions.sharedRead('room', 'A.63 1') === undefined, 'at most 64 kept per channel (the one above and 63 of these)')
+
+  subscriptions.onDisconnect()
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), undefined, 'a drop ends it')
+  subscriptions.close()
+})
+
+t.test('a kept read is not shared past the time a notification would answer', async t => {
+  const { subscriber, acknowledge } = standIn()
+  const subscriptions = new Subscriptions(subscriber, 'p:', 1, () => {})
+  const watching = subscriptions.watch('room', watcher([]))
+  await acknowledge()
+  await watching
+  subscriptions.keepRead('room', 'A.1 10', Promise.resolve({ events: [], next: 'A.1', gap: false }))
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal(subscriptions.sharedRead('room', 'A.1 10'), undefined)
+  subscriptions.close()
+})
+
+t.test('a subscribe that Redis refuses fails its watchers with a 503', async t => {
+  const subscriber = {
+    ssubscribe: async () => { throw new Error("Stream isn't writeable and enableOfflineQueue options is false") },
+    sunsubscribe: async () => {}
+  } as unknown as Redis
+  const subscriptions = new Subscriptions(subscriber, 'p:', 1000, () => {})
+  await t.rejects(subscriptions.watch('room', watcher([])) as Promise<void>, { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /Stream isn't writeable/ })
+  subscriptions.close()
+})
+
+t.test('a drop before the batch is sent: an acknowledgement on the new connection does not count for it', async t => {
+  const { subscriber, acknowledge } = standIn()
+  const subscriptions = new Subscriptions(subscriber, 'p:', 1000, () => {})
+  const seen: string[] = []
+  const watching = subscriptions.watch('room', watcher(seen))
+  await new Promise(resolve => setImmediate(resolve))
+  // Not yet flushed: nothing is under way on the connection that drops.
+  subscriptions.onDisconnect()
+  subscriptions.onMessage('p:{room}:n', 'AAAAAAAAAAAA.1 AAAAAAAAAAAA.2 "two"')
+  t.same(seen, [], 'a message before the acknowledgement tells no one')
+  await acknowledge()
+  await t.rejects(watching as Promise<void>, { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /the subscription connection dropped/ })
+  subscriptions.close()
+})

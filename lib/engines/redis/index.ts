@@ -114,8 +114,13 @@ export class RedisEngine implements CometEngine {
     if (position === fromOldest) return this.#read(channel, ['oldest', '', limit])
     const cached = this.#subscriptions.cachedRead(channel, position)
     if (cached !== undefined) return cached
+    const key = `${position} ${limit}`
+    const shared = this.#subscriptions.sharedRead(channel, key)
+    if (shared !== undefined) return shared
     const { epoch, offset } = parseCursor(channel, position)
-    return this.#read(channel, [epoch, offset, limit])
+    const backlog = this.#read(channel, [epoch, offset, limit])
+    this.#subscriptions.keepRead(channel, key, backlog)
+    return backlog
   }
 
   watch (channel: string, watcher: ChannelWatcher): void | Promise<void> {

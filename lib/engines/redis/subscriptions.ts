@@ -19,6 +19,8 @@ interface Subscription {
   latest: Latest | undefined
   /** The newest cursor of the channel this process knows of; a heal compares Redis's with it. */
   known: string | undefined
+  /** Reads from Redis sent since the last notification, by cursor and limit: see sharedRead(). */
+  reads: Map<string, KeptRead>
   leaveTimer: NodeJS.Timeout | undefined
 }
 
@@ -31,6 +33,15 @@ interface Latest {
   /** The answer to a read at the event's own cursor: nothing newer. */
   readonly atTop: ChannelBacklog
 }
+
+interface KeptRead {
+  /** Local time it was sent: kept no longer than a notification would be. */
+  readonly sentMs: number
+  readonly backlog: Promise<ChannelBacklog>
+}
+
+/** Most reads kept per channel between two notifications (polls at as many different cursors). */
+const maxKeptReads = 64
 
 interface Batch {
   readonly done: Promise<void>
@@ -47,6 +58,13 @@ export class Subscriptions {
   readonly #toSubscribe = new Set<string>()
   readonly #toUnsubscribe = new Set<string>()
   #batch: Batch | undefined
+  /**
+   * Batches whose SSUBSCRIBE was sent and not answered. ioredis neither answers nor rejects a
+   * command that was under way when its connection dropped (autoResendUnfulfilledCommands is
+   * off): without this, such a subscribe would never settle, and every later watcher of its
+   * channels, and the heal after the reconnection, would wait on it forever.
+   */
+  readonly #sent = new Set<Batch>()
   #flushScheduled = false
   /** Counts connections: an acknowledgement counts only on the connection it was asked on. */
   #connection = 0
@@ -72,7 +90,7 @@ export class Subscriptions {
   watch (channel: string, watcher: ChannelWatcher): void | Promise<void> {
     let subscription = this.#byChannel.get(channel)
     if (subscription === undefined) {
-      subscription = { channel, watchers: new Set(), acked: false, acking: undefined, latest: undefined, known: undefined, leaveTimer: undefined }
+      subscription = { channel, watchers: new Set(), acked: false, acking: undefined, latest: undefined, known: undefined, reads: new Map(), leaveTimer: undefined }
       this.#byChannel.set(channel, subscription)
     }
     clearTimeout(subscription.leaveTimer)
@@ -103,6 +121,30 @@ export class Subscriptions {
     return undefined
   }
 
+  /**
+   * A read from Redis at this cursor that polls can share, in flight or done, or undefined. Polls
+   * come back after a fan-out at one cursor, over as long as the fan-out took: they share one read
+   * instead of one each. Sharing keeps watch before read: a read is kept only when it was sent
+   * after the subscription was acknowledged on the current connection, and only until the next
+   * notification or disconnection. A poll that shares it watches the channel already, so any
+   * publish that the read may not show still comes to it as a notification.
+   */
+  sharedRead (channel: string, key: string): Promise<ChannelBacklog> | undefined {
+    const kept = this.#byChannel.get(channel)?.reads.get(key)
+    if (kept === undefined || Date.now() - kept.sentMs > this.#freshForMs) return undefined
+    return kept.backlog
+  }
+
+  /** A read being sent to Redis: kept for sharedRead() if the channel's subscription holds now. */
+  keepRead (channel: string, key: string, backlog: Promise<ChannelBacklog>): void {
+    const subscription = this.#byChannel.get(channel)
+    if (subscription === undefined || !subscription.acked || subscription.reads.size >= maxKeptReads) return
+    const reads = subscription.reads
+    reads.set(key, { sentMs: Date.now(), backlog })
+    // A failed read is not kept: the next poll asks again.
+    backlog.catch(() => { if (reads.get(key)?.backlog === backlog) reads.delete(key) })
+  }
+
   /** A read from Redis found the channel's newest cursor: the first one since subscribing is where healing starts from. */
   noteTop (channel: string, top: string): void {
     const subscription = this.#byChannel.get(channel)
@@ -127,15 +169,21 @@ export class Subscriptions {
       atTop: { events: [], next: id, gap: false }
     }
     subscription.known = id
+    // Before the watchers are told: the reads they make must not be answered from before this event.
+    subscription.reads = new Map()
     for (const watcher of subscription.watchers) watcher.notify(channel)
   }
 
   /** The subscriber connection dropped: no subscription holds until it is made again. */
   onDisconnect (): void {
     this.#connection++
+    const dropped = new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
+    for (const batch of this.#sent) batch.reject(dropped)
+    this.#sent.clear()
     for (const subscription of this.#byChannel.values()) {
       subscription.acked = false
       subscription.latest = undefined
+      subscription.reads = new Map()
     }
   }
 
@@ -159,6 +207,7 @@ export class Subscriptions {
     // (A read from Redis notes the top when the process knew none, so `known` undefined never wakes.)
     if (subscription === undefined || subscription.known !== known || known === top) return 0
     subscription.known = top
+    subscription.reads = new Map()
     const woken = subscription.watchers.size
     for (const watcher of subscription.watchers) watcher.notify(channel)
     return woken
@@ -220,9 +269,16 @@ export class Subscriptions {
     if (this.#toSubscribe.size === 0) return batch.resolve()
     const channels = [...this.#toSubscribe].map(c => this.redisChannel(c))
     this.#toSubscribe.clear()
+    this.#sent.add(batch)
     this.#subscriber.ssubscribe(...channels).then(
-      () => batch.resolve(),
-      (error: Error) => batch.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
+      () => {
+        this.#sent.delete(batch)
+        batch.resolve()
+      },
+      (error: Error) => {
+        this.#sent.delete(batch)
+        batch.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
+      }
     )
   }
 }
