@@ -53,12 +53,17 @@ t.test('maxPending, batchSize and close behave as on the memory engine', async t
   t.same([answered.status, answered.body], [200, { s: 0, p: { room: rest.body.p.room } }], 'close answers the waiting poll at once with its cursor')
 })
 
+/** Servers A and B on one Redis and key prefix, and B's cursor of "room" at now. */
+async function twoServersAtNow (t: Test, keyPrefix: string): Promise<{ a: Served, b: Served, cursor: string }> {
+  const a = await serveOnRedis(t, longPoll, keyPrefix)
+  const b = await serveOnRedis(t, longPoll, keyPrefix)
+  const now = await (await fetch(`${b.origin}/comet/subscribe?subscribed[room]=0&wait=0`)).json() as { p: { room: string } }
+  return { a, b, cursor: now.p.room }
+}
+
 t.test('a fan-out costs Redis one script, the publish: the woken polls are answered from the notification', async t => {
   const admin = redis.admin()
-  const a = await serveOnRedis(t, longPoll, 'fanout:')
-  const b = await serveOnRedis(t, longPoll, 'fanout:')
-  const now = await (await fetch(`${b.origin}/comet/subscribe?subscribed[room]=0&wait=0`)).json() as { p: { room: string } }
-  const cursor = now.p.room
+  const { a, b, cursor } = await twoServersAtNow(t, 'fanout:')
   const polls = Array.from({ length: 20 }, () => poll(b.origin, { room: cursor }, { signal: AbortSignal.timeout(10_000) }))
   await eventually(() => b.app.comet.stats().pending === 20)
   await admin.config('RESETSTAT')
@@ -71,10 +76,7 @@ t.test('a fan-out costs Redis one script, the publish: the woken polls are answe
 
 t.test('polls that come back after the subscription was dropped share one read: the cost does not depend on how long a fan-out took', async t => {
   const admin = redis.admin()
-  const a = await serveOnRedis(t, longPoll, 'comeback:')
-  const b = await serveOnRedis(t, longPoll, 'comeback:')
-  const now = await (await fetch(`${b.origin}/comet/subscribe?subscribed[room]=0&wait=0`)).json() as { p: { room: string } }
-  const cursor = now.p.room
+  const { a, b, cursor } = await twoServersAtNow(t, 'comeback:')
   // Longer than the second B keeps a channel's subscription after its last poll left: the polls
   // come back as they would after a fan-out slower than that, to no subscription and no notification.
   await new Promise(resolve => setTimeout(resolve, 1200))
