@@ -30,7 +30,7 @@ export class CometBus {
    * that channel alone. A read is consistent in itself (its events and its next cursor go
    * together), so sharing one can never lose or repeat an event.
    */
-  readonly #sharedReads = new Map<string, SharedRead>()
+  readonly #sharedReads = new Map<string, Map<string, SharedRead>>()
   readonly #metrics: CometMetrics
   #closing = false
 
@@ -52,14 +52,21 @@ export class CometBus {
   }
 
   /**
-   * Starts a poll. Its `reply` resolves to the JSON answer: at once when something is new, else
-   * when something is published or the poll times out. It rejects with a coded error for a bad
-   * cursor or when `maxPending` polls wait already, and never settles once cancelled. With
-   * `wait: false` it answers at once even with nothing new: a client learns its cursors at "now".
+   * Starts a poll. It is answered with its JSON answer: at once when something is new, else when
+   * something is published or the poll times out; or failed with a coded error for a bad cursor or
+   * when `maxPending` polls wait already. Nothing reaches it once cancelled. With `wait: false` it
+   * answers at once even with nothing new: a client learns its cursors at "now".
+   *
+   * `answerer` hears the outcome; without one, the poll's `reply` promise does. On an engine that
+   * answers synchronously (the memory engine), the answerer may be called before poll() returns.
    */
-  poll (subscription: ReadonlyMap<string, ReadPosition>, { wait = true }: { wait?: boolean } = {}): PendingPoll {
-    const poll = new PendingPoll(this, [...subscription.keys()], wait)
-    this.#start(poll, [...subscription.values()]).catch(error => this.#fail(poll, error))
+  poll (subscription: ReadonlyMap<string, ReadPosition>, { wait = true, answerer }: { wait?: boolean, answerer?: PollAnswerer } = {}): PendingPoll {
+    const poll = new PendingPoll(this, [...subscription.keys()], wait, answerer)
+    try {
+      this.#start(poll, [...subscription.values()])
+    } catch (error) {
+      this.#fail(poll, error)
+    }
     return poll
   }
 
@@ -78,7 +85,11 @@ export class CometBus {
     if (poll.state === 'reading') {
       poll.missedPublish = true
     } else if (poll.state === 'waiting') {
-      this.#answerPublish(poll, channel).catch(error => this.#fail(poll, error))
+      try {
+        this.#answerPublish(poll, channel)
+      } catch (error) {
+        this.#fail(poll, error)
+      }
     }
   }
 
@@ -96,7 +107,10 @@ export class CometBus {
     this.#metrics.onHangUp(poll.channels)
   }
 
-  async #start (poll: PendingPoll, positions: readonly ReadPosition[]): Promise<void> {
+  // Every step below is synchronous while the engine is: a poll on the memory engine costs no
+  // promise from its request to its answer. An engine that answers with promises (Redis) takes the
+  // same steps once each promise has settled.
+  #start (poll: PendingPoll, positions: readonly ReadPosition[]): void {
     const { channels } = poll
     // Watch first: a publish while the reads are under way is then seen, and read again below.
     // An engine on a server may need a round trip to watch: then the reads wait for it.
@@ -105,23 +119,37 @@ export class CometBus {
       const watched = this.#engine.watch(channel, poll)
       if (watched !== undefined) (watching ??= []).push(watched)
     }
-    if (watching !== undefined) {
-      await Promise.all(watching)
-      if (poll.state === 'done') return
+    if (watching === undefined) {
+      this.#read(poll, positions)
+      return
     }
-    let readFrom = positions
-    let backlogs = await this.#readAll(channels, readFrom)
-    while (poll.missedPublish && !hasNews(backlogs)) {
-      poll.missedPublish = false
-      readFrom = backlogs.map(b => b.next)
-      backlogs = await this.#readAll(channels, readFrom)
+    Promise.all(watching).then(() => {
+      if (poll.state !== 'done') this.#read(poll, positions)
+    }).catch(error => this.#fail(poll, error))
+  }
+
+  #read (poll: PendingPoll, positions: readonly ReadPosition[]): void {
+    const backlogs = this.#readAll(poll.channels, positions)
+    if (backlogs instanceof Promise) {
+      backlogs.then(read => this.#onRead(poll, read, positions)).catch(error => this.#fail(poll, error))
+    } else {
+      this.#onRead(poll, backlogs, positions)
     }
+  }
+
+  #onRead (poll: PendingPoll, backlogs: readonly ChannelBacklog[], readFrom: readonly ReadPosition[]): void {
     if (poll.state === 'done') return
+    if (poll.missedPublish && !hasNews(backlogs)) {
+      poll.missedPublish = false
+      this.#read(poll, nextsOf(backlogs))
+      return
+    }
     if (hasNews(backlogs) || this.#closing || !poll.wait || poll.superseded) {
-      return this.#answer(poll, backlogs, readFrom, this.#closing ? 'close' : poll.superseded ? 'superseded' : 'wait0')
+      this.#answer(poll, backlogs, readFrom, this.#closing ? 'close' : poll.superseded ? 'superseded' : 'wait0')
+      return
     }
     if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
-    poll.nexts = backlogs.map(b => b.next)
+    poll.nexts = nextsOf(backlogs)
     poll.state = 'waiting'
     poll.timer = setTimeout(() => this.#expire(poll).catch(error => this.#fail(poll, error)), this.#options.pollTimeoutMs)
     this.#waiting.add(poll)
@@ -129,19 +157,42 @@ export class CometBus {
 
   // A publish on one of the poll's channels: answer with what it brought. The other channels had
   // nothing new when the poll began to wait, and their cursors stay valid for the next poll.
-  async #answerPublish (poll: PendingPoll, channel: string): Promise<void> {
+  #answerPublish (poll: PendingPoll, channel: string): void {
     this.#release(poll)
-    const index = poll.channels.indexOf(channel)
+    const index = poll.channels.length === 1 ? 0 : poll.channels.indexOf(channel)
     const cursor = poll.nexts[index] as string
-    // Channel names have no spaces.
-    const key = `${channel} ${cursor}`
-    let shared = this.#sharedReads.get(key)
-    if (shared === undefined) {
-      if (this.#sharedReads.size === 0) queueMicrotask(() => this.#sharedReads.clear())
-      shared = { backlog: this.#engine.read(channel, cursor, this.#options.batchSize), reply: undefined, wokenAt: performance.now(), latencyMs: undefined }
-      this.#sharedReads.set(key, shared)
+    const shared = this.#sharedRead(channel, cursor)
+    const { backlog } = shared
+    if (backlog instanceof Promise) {
+      backlog.then(read => this.#answerShared(poll, shared, read, index, cursor)).catch(error => this.#fail(poll, error))
+    } else {
+      this.#answerShared(poll, shared, backlog, index, cursor)
     }
-    const backlog = await shared.backlog
+  }
+
+  // The read of `channel` from `cursor` that the polls woken by this publish share.
+  #sharedRead (channel: string, cursor: string): SharedRead {
+    let byCursor = this.#sharedReads.get(channel)
+    if (byCursor === undefined) {
+      if (this.#sharedReads.size === 0) queueMicrotask(() => this.#sharedReads.clear())
+      byCursor = new Map()
+      this.#sharedReads.set(channel, byCursor)
+    }
+    let shared = byCursor.get(cursor)
+    if (shared === undefined) {
+      const read = this.#engine.read(channel, cursor, this.#options.batchSize)
+      shared = { backlog: read, reply: undefined, wokenAt: performance.now(), latencyMs: undefined }
+      // Once settled, the polls still to come take it as it is, without a turn of their own.
+      if (read instanceof Promise) {
+        const settling = shared
+        read.then(backlog => { settling.backlog = backlog }, () => {})
+      }
+      byCursor.set(cursor, shared)
+    }
+    return shared
+  }
+
+  #answerShared (poll: PendingPoll, shared: SharedRead, backlog: ChannelBacklog, index: number, cursor: string): void {
     // Taken once for all the polls of the read: they are answered in the same turn.
     shared.latencyMs ??= performance.now() - shared.wokenAt
     if (poll.channels.length === 1) {
@@ -158,17 +209,28 @@ export class CometBus {
   // engine whose notification went astray still delivers, and "now" cursors are fresh.
   async #expire (poll: PendingPoll): Promise<void> {
     this.#release(poll)
-    const backlogs = await this.#readAll(poll.channels, poll.nexts).catch(error => {
+    let backlogs: readonly ChannelBacklog[]
+    try {
+      backlogs = await this.#readAll(poll.channels, poll.nexts)
+    } catch (error) {
       // The engine's store is down: the poll keeps its cursors, as if nothing came.
-      if ((error as { code?: unknown }).code === 'FST_COMET_ENGINE_UNAVAILABLE') return unchanged(poll.nexts)
-      throw error
-    })
+      if ((error as { code?: unknown }).code !== 'FST_COMET_ENGINE_UNAVAILABLE') throw error
+      backlogs = unchanged(poll.nexts)
+    }
     this.#answer(poll, backlogs, poll.nexts, 'timeout')
   }
 
-  #readAll (channels: readonly string[], positions: readonly ReadPosition[]): Promise<ChannelBacklog[]> {
+  // Synchronous when every read is: the memory engine's.
+  #readAll (channels: readonly string[], positions: readonly ReadPosition[]): ChannelBacklog[] | Promise<ChannelBacklog[]> {
     const { batchSize } = this.#options
-    return Promise.all(channels.map((channel, i) => this.#engine.read(channel, positions[i] as ReadPosition, batchSize)))
+    const backlogs: Array<ChannelBacklog | Promise<ChannelBacklog>> = []
+    let pending = false
+    for (let i = 0; i < channels.length; i++) {
+      const backlog = this.#engine.read(channels[i] as string, positions[i] as ReadPosition, batchSize)
+      if (backlog instanceof Promise) pending = true
+      backlogs.push(backlog)
+    }
+    return pending ? Promise.all(backlogs) : backlogs as ChannelBacklog[]
   }
 
   /**
@@ -190,13 +252,14 @@ export class CometBus {
     this.#release(poll)
     poll.state = 'done'
     this.#metrics.onAnswer(poll.channels, reply.events > 0 || reply.gaps > 0 ? 'events' : quietReason, reply.events, reply.gaps, latencyMs)
-    poll.resolve(reply.json)
+    poll.answer(reply.json)
   }
 
   #fail (poll: PendingPoll, error: unknown): void {
+    if (poll.state === 'done') return
     this.#release(poll)
     poll.state = 'done'
-    poll.reject(error)
+    poll.fail(error)
   }
 
   // Leaves the waiting state: from here on, no publish, timer or close reaches the poll.
@@ -209,12 +272,17 @@ export class CometBus {
   }
 }
 
+/** Who hears how a poll ends: the route answers its HTTP request from here. */
+export interface PollAnswerer {
+  answer (json: string): void
+  fail (error: unknown): void
+}
+
 /**
  * One subscribe in progress, from its first read until its answer or its client's hang-up:
  * reading → waiting → answering → done, where any state before done may go to done on a hang-up.
  */
 export class PendingPoll implements ChannelWatcher {
-  readonly reply: Promise<string>
   readonly channels: readonly string[]
   /** False for a poll that answers at once, with or without news. */
   readonly wait: boolean
@@ -226,18 +294,43 @@ export class PendingPoll implements ChannelWatcher {
   /** A publish came while the first reads were under way: read again before waiting. */
   missedPublish = false
   timer: NodeJS.Timeout | undefined
-  resolve!: (body: string) => void
-  reject!: (error: unknown) => void
   readonly #bus: CometBus
+  #answerer: PollAnswerer | undefined
+  /** How the poll ended, when it ended before anyone listened. */
+  #outcome: { json: string } | { error: unknown } | undefined
+  #reply: Promise<string> | undefined
 
-  constructor (bus: CometBus, channels: readonly string[], wait: boolean) {
+  constructor (bus: CometBus, channels: readonly string[], wait: boolean, answerer: PollAnswerer | undefined) {
     this.#bus = bus
     this.channels = channels
     this.wait = wait
-    this.reply = new Promise((resolve, reject) => {
-      this.resolve = resolve
-      this.reject = reject
+    this.#answerer = answerer
+  }
+
+  /**
+   * The poll's JSON answer, or its error, as a promise: made on first use, since a route that
+   * passes an answerer needs none.
+   */
+  get reply (): Promise<string> {
+    this.#reply ??= new Promise((resolve, reject) => {
+      const outcome = this.#outcome
+      if (outcome === undefined) this.#answerer = { answer: resolve, fail: reject }
+      else if ('json' in outcome) resolve(outcome.json)
+      else reject(outcome.error)
     })
+    return this.#reply
+  }
+
+  /** @internal The bus's answer. */
+  answer (json: string): void {
+    if (this.#answerer === undefined) this.#outcome = { json }
+    else this.#answerer.answer(json)
+  }
+
+  /** @internal The bus's failure. */
+  fail (error: unknown): void {
+    if (this.#answerer === undefined) this.#outcome = { error }
+    else this.#answerer.fail(error)
   }
 
   notify (channel: string): void {
@@ -257,7 +350,8 @@ export class PendingPoll implements ChannelWatcher {
 
 /** A read shared by the polls that one publish wakes at the same channel and cursor. */
 interface SharedRead {
-  readonly backlog: ChannelBacklog | Promise<ChannelBacklog>
+  /** A promise until the engine's read settles, then what it read. */
+  backlog: ChannelBacklog | Promise<ChannelBacklog>
   /** The reply of a poll on this channel alone, once one has been made. */
   reply: Reply | undefined
   /** performance.now() when the publish was learnt of: the start of the publish-to-answer time. */
@@ -279,7 +373,14 @@ function unchanged (nexts: readonly string[]): ChannelBacklog[] {
 }
 
 function hasNews (backlogs: readonly ChannelBacklog[]): boolean {
-  return backlogs.some(b => b.gap || b.events.length > 0)
+  for (const backlog of backlogs) if (backlog.gap || backlog.events.length > 0) return true
+  return false
+}
+
+function nextsOf (backlogs: readonly ChannelBacklog[]): string[] {
+  const nexts: string[] = []
+  for (const backlog of backlogs) nexts.push(backlog.next)
+  return nexts
 }
 
 function toJson (data: unknown): string {

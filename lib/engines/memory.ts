@@ -100,6 +100,8 @@ export class MemoryEngine implements CometEngine {
   readonly #now: () => number
   readonly #instanceId = randomBytes(6).toString('base64url')
   readonly #sweepTimer: NodeJS.Timeout | undefined
+  /** How long the newest event of a channel serves as its cursor at "now": see #head. */
+  readonly #youngMs: number
   #clockMs = 0
   /** The cursor at "now" last made, after every event so far: polls share it until the clock or the timeline moves. */
   #nowCursor = { ms: -1, n: 0, cursor: '' }
@@ -118,6 +120,7 @@ export class MemoryEngine implements CometEngine {
     this.#historyTtlMs = historyTtl * 1000
     this.#historyBytes = historyBytes
     this.#historyChannels = historyChannels
+    this.#youngMs = Math.min(1000, this.#historyTtlMs / 100)
     this.#now = now
     if (Number.isFinite(this.#historyTtlMs)) {
       // Expired events are also trimmed on every read; the sweep is what drops idle channels.
@@ -227,8 +230,13 @@ export class MemoryEngine implements CometEngine {
 
   // A cursor that every later event of the channel comes after, and no held or lost one does.
   #head (held: Channel | undefined, ms: number): string {
+    // The newest event while it is young: the polls woken by one publish poll again from its id,
+    // and they then all wait at that one cursor, so that the next publish wakes them with one read
+    // and one reply, not one per millisecond they came back in. Older than that, a cursor at "now"
+    // says how recently the client was told that nothing more was lost, which a channel dropped
+    // and created again relies on (#lostAfter).
     const newest = held?.events[held.events.length - 1]
-    if (newest !== undefined && newest.ms === ms) return newest.id
+    if (newest !== undefined && ms - newest.ms < this.#youngMs) return newest.id
     // After every event so far, of any channel: one evicted in this very millisecond must not come
     // after "now", or its gap would be told again.
     const n = this.#last.ms === ms ? this.#last.n : 0
