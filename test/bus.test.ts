@@ -147,3 +147,40 @@ t.test('an engine that drops a notification still delivers the event at the poll
   t.same(reply.m, { room: [{ id, data: 'never announced' }] }, 'read again at the timeout')
   t.equal(bus.stats().delivered, 1)
 })
+
+/** A memory engine whose reads throw, synchronously as its own do, when told to. */
+class BreakingEngine extends MemoryEngine {
+  breakReads = false
+
+  override read (channel: string, position: ReadPosition, limit: number): ChannelBacklog {
+    if (this.breakReads) throw new Error('read broke')
+    return super.read(channel, position, limit)
+  }
+}
+
+t.test('a synchronous engine whose read throws while a publish wakes a poll: that poll fails, and the publish goes through', async t => {
+  const engine = new BreakingEngine()
+  t.teardown(() => engine.close())
+  const bus = new CometBus(engine, { pollTimeoutMs: 30_000, maxPending: Infinity, batchSize: 100, maxPayload: 1000 })
+  t.teardown(() => bus.close())
+  const waiting = bus.poll(subscription('room'))
+  const elsewhere = bus.poll(subscription('lobby'))
+  t.equal(bus.stats().pending, 2, 'both wait, with no promise in between')
+  engine.breakReads = true
+  const { id } = await bus.publish('room', 1)
+  t.ok(id, 'the publish is stored')
+  await t.rejects(within(waiting.reply, 3000, 'the poll'), { message: 'read broke' })
+  t.equal(bus.stats().pending, 1, 'the poll on another channel still waits')
+  engine.breakReads = false
+  await bus.publish('lobby', 2)
+  t.match(JSON.parse(await within(elsewhere.reply, 3000, 'the other poll')), { s: 1 })
+})
+
+t.test('a poll that failed before its reply was asked for still rejects with its error', async t => {
+  const engine = new MemoryEngine()
+  t.teardown(() => engine.close())
+  const bus = new CometBus(engine, { pollTimeoutMs: 30_000, maxPending: Infinity, batchSize: 100, maxPayload: 1000 })
+  const poll = bus.poll(new Map([['room', 'not-a-cursor-of-this-engine']]))
+  t.equal(bus.stats().pending, 0, 'refused at once')
+  await t.rejects(poll.reply, { code: 'FST_COMET_INVALID_CURSOR' })
+})

@@ -278,3 +278,17 @@ t.test('HEAD on subscribe answers at once and holds no poll', async t => {
   t.match(response.headers.get('content-type'), /^application\/json/)
   t.same(counters(app.comet.stats()), countersWith({}))
 })
+
+t.test('an engine that fails a read with something other than an Error: the poll gets a 500 in Fastify\'s format', async t => {
+  class StrangeEngine extends MemoryEngine {
+    override read (): never {
+      throw 'not an Error'
+    }
+  }
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet, { engine: new StrangeEngine() })
+  const response = await app.inject(`/comet/subscribe?${subscribeQuery({ room: '0' })}`)
+  t.equal(response.statusCode, 500)
+  t.match(response.json(), { statusCode: 500, error: 'Internal Server Error' })
+})
