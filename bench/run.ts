@@ -6,6 +6,9 @@
 //   floor          a bare node:http server that parks polls in memory and answers them on publish;
 //   fastify-floor  not a contender but a reference: the floor's design as a plain Fastify route, so
 //                  what Fastify itself costs, the bound of a plugin that runs inside it;
+//   protocol-floor also a reference: a bare Fastify route speaking exactly fastify-comet's subscribe
+//                  protocol (same checks, reply shape and headers), keeping only each channel's
+//                  latest event: the bound of fastify-comet for this protocol, its targets' unit;
 //   fastify-comet  this plugin, in-memory engine, in Fastify without a logger;
 //   fastify-comet-metrics  the same with its metrics in use: the Prometheus helper scraped every
 //                  second and a subscriber on each diagnostics channel (to compare with the above);
@@ -62,6 +65,7 @@ interface ContenderSpec { file: string, processes: number, redis: boolean }
 const contenderSpecs: Record<string, ContenderSpec> = {
   floor: { file: 'floor.ts', processes: 1, redis: false },
   'fastify-floor': { file: 'fastify-floor.ts', processes: 1, redis: false },
+  'protocol-floor': { file: 'protocol-floor.ts', processes: 1, redis: false },
   'fastify-comet': { file: 'comet.ts', processes: 1, redis: false },
   'fastify-comet-metrics': { file: 'comet-metrics.ts', processes: 1, redis: false },
   'file-polling': { file: 'file-polling.ts', processes: 1, redis: false },
@@ -74,7 +78,7 @@ const contenderSpecs: Record<string, ContenderSpec> = {
 }
 const contenders = Object.keys(contenderSpecs)
 // --quick keeps the smoke test short: of the contenders on Redis, the one the Redis engine is for.
-const quickContenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
+const quickContenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
 const scenarios = ['fanout', 'throughput', 'restart'] as const
 const specOf = (contender: string): ContenderSpec => contenderSpecs[contender] as ContenderSpec
 

@@ -25,8 +25,8 @@ interface Report {
   targets: Array<{ target: string, value: number | null }>
 }
 
-const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
-// Events these keep until each subscriber has them; the floor and file polling keep only the latest.
+const contenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
+// Events these keep until each subscriber has them; the floors and file polling keep only the latest.
 const keepHistory = ['fastify-comet', 'fastify-comet-metrics', 'faye', 'socket.io', 'fastify-comet-redis-x2']
 const figureNames = {
   fanout: ['fanoutMs', 'fanoutMaxMs', 'latencyP50Ms', 'latencyP99Ms', 'cpuPerEventUs', 'lost', 'duplicated', 'errors'],
@@ -36,10 +36,10 @@ const figureNames = {
 // Figures whose floor value may be 0, so that their ratio is null.
 const mayHaveNoRatio = ['lost', 'duplicated', 'errors', 'idleCpuPercent', 'heapPerSubscriberKB', 'rssPerSubscriberKB']
 
-// Sixteen runs (three of them with two server processes and a redis-server), one after the other,
+// Nineteen runs (three of them with two server processes and a redis-server), one after the other,
 // on a machine running other tests. Set on the root test, the timeout is the whole file's, past
 // the 120 s of .taprc (a subtest's own timeout does not stop the runner from killing the file).
-t.setTimeout(400_000)
+t.setTimeout(450_000)
 
 t.test('npm run bench -- --quick measures every contender in every scenario, with ratios to the floor', async t => {
   const directory = mkdtempSync(join(tmpdir(), 'comet-bench-test-'))
