@@ -27,19 +27,22 @@
 //               → the last subscriber has it (median of the rounds), and per-delivery latency. Also
 //               the costs: server memory per waiting subscriber (RSS and heap after two full GCs,
 //               before any subscriber vs while all wait), server CPU while all wait and nothing is
-//               published, and server CPU per delivered event over the rounds;
+//               published, and server CPU and bytes allocated per delivered event over the rounds;
 //   throughput  subscribers spread over channels (perChannel on each), publishers publishing at a
 //               steady rate on all channels while subscribers poll again after each reply:
-//               deliveries per second, events lost, server CPU per delivered event;
+//               deliveries per second, events lost, server CPU and bytes allocated per delivered
+//               event;
 //   restart     (contenders on Redis only) throughput, with redis-server killed a third of the way
 //               in and started again empty: events missed by a subscriber that was told of a gap
 //               are counted apart from events lost silently, which must be none.
 // For contenders on Redis, CPU is summed over the Node.js processes and redis-server (INFO cpu),
 // and Redis commands per published event come from INFO commandstats.
 // CPU and memory come from the server process's own counters (process.cpuUsage(),
-// process.memoryUsage()), read through a control server on a port of its own. Every message
-// carries a per-channel sequence number, so lost and repeated events are counted; and its send
-// time, so latencies are measured on one clock. Absolute figures on a shared machine are noise:
+// process.memoryUsage()), read through a control server on a port of its own; so do the bytes it
+// allocated on its V8 heap (v8.GCProfiler: what each GC freed, plus what the heap holds more, see
+// bench/servers/heap-allocations.ts), summed over a contender's processes, redis-server excluded.
+// Every message carries a per-channel sequence number, so lost and repeated events are counted;
+// and its send time, so latencies are measured on one clock. Absolute figures on a shared machine are noise:
 // each figure is also given as a ratio to the floor's, measured in the same run. The whole set is
 // run `trials` times, contenders interleaved, and each figure is the median of its trials, so that
 // a burst of load from elsewhere does not land on one contender only.
@@ -275,6 +278,8 @@ interface Figures {
     latencyP50Ms: number
     latencyP99Ms: number
     cpuPerEventUs: number
+    /** Bytes the server processes allocated on their V8 heaps per delivered event. */
+    allocatedPerEventBytes: number
     /** Of cpuPerEventUs, redis-server's part (0 without Redis). */
     redisCpuPerEventUs: number
     /** Redis commands per published event, those run inside scripts included (0 without Redis). */
@@ -293,6 +298,7 @@ interface Figures {
   throughput?: {
     deliveriesPerSecond: number
     cpuPerEventUs: number
+    allocatedPerEventBytes: number
     redisCpuPerEventUs: number
     redisCommandsPerPublish: number
     redisScriptsPerPublish: number
@@ -355,6 +361,7 @@ function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResu
       latencyP50Ms: fanout.latencyP50Ms,
       latencyP99Ms: fanout.latencyP99Ms,
       cpuPerEventUs: (fanout.serverCpuUs + fanout.redisCpuUs) / fanout.deliveries,
+      allocatedPerEventBytes: fanout.serverAllocatedBytes / fanout.deliveries,
       redisCpuPerEventUs: fanout.redisCpuUs / fanout.deliveries,
       redisCommandsPerPublish: fanout.redisCommands / fanout.rounds,
       redisScriptsPerPublish: scriptsOf(fanout.redisByCommand) / fanout.rounds,
@@ -372,6 +379,7 @@ function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResu
     figures.throughput = {
       deliveriesPerSecond: throughput.delivered / (throughput.elapsedMs / 1000),
       cpuPerEventUs: (throughput.serverCpuUs + throughput.redisCpuUs) / throughput.delivered,
+      allocatedPerEventBytes: throughput.serverAllocatedBytes / throughput.delivered,
       redisCpuPerEventUs: throughput.redisCpuUs / throughput.delivered,
       redisCommandsPerPublish: throughput.redisCommands / throughput.published,
       redisScriptsPerPublish: scriptsOf(throughput.redisByCommand) / throughput.published,
@@ -527,13 +535,14 @@ function renderTables (records: readonly RunRecord[], sizes: readonly number[]):
     if (here.length === 0) continue
     out.push(`\n${size} subscribers: fan-out and cost (× = ratio to the floor)\n`)
     out.push(table(
-      ['contender', 'fan-out ms', 'latency p50 ms', 'p99 ms', 'CPU µs/event', 'RSS KB/sub', 'heap KB/sub', 'idle CPU %', 'lost'],
+      ['contender', 'fan-out ms', 'latency p50 ms', 'p99 ms', 'CPU µs/event', 'alloc B/event', 'RSS KB/sub', 'heap KB/sub', 'idle CPU %', 'lost'],
       here.map(({ contender, figures: f, ratios: r }) => [
         contender,
         cell(f.fanout?.fanoutMs, r.fanout?.fanoutMs),
         cell(f.fanout?.latencyP50Ms, r.fanout?.latencyP50Ms),
         cell(f.fanout?.latencyP99Ms, r.fanout?.latencyP99Ms),
         cell(f.fanout?.cpuPerEventUs, r.fanout?.cpuPerEventUs),
+        cell(f.fanout?.allocatedPerEventBytes, r.fanout?.allocatedPerEventBytes),
         cell(f.cost?.rssPerSubscriberKB, r.cost?.rssPerSubscriberKB),
         cell(f.cost?.heapPerSubscriberKB, r.cost?.heapPerSubscriberKB),
         format(f.cost?.idleCpuPercent),
@@ -542,11 +551,12 @@ function renderTables (records: readonly RunRecord[], sizes: readonly number[]):
     ))
     out.push(`\n${size} subscribers: throughput\n`)
     out.push(table(
-      ['contender', 'deliveries/s', 'CPU µs/event', 'server CPU %', 'latency p50 ms', 'p99 ms', 'lost'],
+      ['contender', 'deliveries/s', 'CPU µs/event', 'alloc B/event', 'server CPU %', 'latency p50 ms', 'p99 ms', 'lost'],
       here.map(({ contender, figures: f, ratios: r }) => [
         contender,
         cell(f.throughput?.deliveriesPerSecond, r.throughput?.deliveriesPerSecond),
         cell(f.throughput?.cpuPerEventUs, r.throughput?.cpuPerEventUs),
+        cell(f.throughput?.allocatedPerEventBytes, r.throughput?.allocatedPerEventBytes),
         format(f.throughput?.serverCpuPercent),
         cell(f.throughput?.latencyP50Ms, r.throughput?.latencyP50Ms),
         cell(f.throughput?.latencyP99Ms, r.throughput?.latencyP99Ms),

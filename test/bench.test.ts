@@ -29,9 +29,9 @@ const contenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet',
 // Events these keep until each subscriber has them; the floors and file polling keep only the latest.
 const keepHistory = ['fastify-comet', 'fastify-comet-metrics', 'faye', 'socket.io', 'fastify-comet-redis-x2']
 const figureNames = {
-  fanout: ['fanoutMs', 'fanoutMaxMs', 'latencyP50Ms', 'latencyP99Ms', 'cpuPerEventUs', 'lost', 'duplicated', 'errors'],
+  fanout: ['fanoutMs', 'fanoutMaxMs', 'latencyP50Ms', 'latencyP99Ms', 'cpuPerEventUs', 'allocatedPerEventBytes', 'lost', 'duplicated', 'errors'],
   cost: ['rssPerSubscriberKB', 'heapPerSubscriberKB', 'idleCpuPercent'],
-  throughput: ['deliveriesPerSecond', 'cpuPerEventUs', 'serverCpuPercent', 'latencyP50Ms', 'latencyP99Ms', 'lost', 'duplicated', 'errors']
+  throughput: ['deliveriesPerSecond', 'cpuPerEventUs', 'allocatedPerEventBytes', 'serverCpuPercent', 'latencyP50Ms', 'latencyP99Ms', 'lost', 'duplicated', 'errors']
 }
 // Figures whose floor value may be 0, so that their ratio is null.
 const mayHaveNoRatio = ['lost', 'duplicated', 'errors', 'idleCpuPercent', 'heapPerSubscriberKB', 'rssPerSubscriberKB']
