@@ -50,10 +50,12 @@ function subscribe (query: Readonly<Record<string, string | string[] | undefined
   let channel: string | undefined
   let cursor = ''
   for (const key in query) {
-    if (key === 'wait') continue
+    // Other parameters are let through, as the plugin's schema does.
+    if (!key.startsWith('subscribed[')) continue
     const match = subscribedKeyRegExp.exec(key)
     const value = query[key]
-    if (match === null || channel !== undefined || typeof value !== 'string') return refuse(reply, `unexpected ${key} (one subscribed[<channel>]=<cursor> only)`)
+    if (match === null || typeof value !== 'string') return refuse(reply, `bad subscribe parameter ${key}`)
+    if (channel !== undefined) return refuse(reply, 'one channel per poll only here')
     channel = match[1] as string
     cursor = value
   }
