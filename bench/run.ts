@@ -6,6 +6,9 @@
 //   floor          a bare node:http server that parks polls in memory and answers them on publish;
 //   fastify-floor  not a contender but a reference: the floor's design as a plain Fastify route, so
 //                  what Fastify itself costs, the bound of a plugin that runs inside it;
+//   protocol-floor also a reference: a bare Fastify route speaking exactly fastify-comet's subscribe
+//                  protocol (same checks, reply shape and headers), keeping only each channel's
+//                  latest event: the bound of fastify-comet for this protocol, its targets' unit;
 //   fastify-comet  this plugin, in-memory engine, in Fastify without a logger;
 //   fastify-comet-metrics  the same with its metrics in use: the Prometheus helper scraped every
 //                  second and a subscriber on each diagnostics channel (to compare with the above);
@@ -24,22 +27,26 @@
 //               → the last subscriber has it (median of the rounds), and per-delivery latency. Also
 //               the costs: server memory per waiting subscriber (RSS and heap after two full GCs,
 //               before any subscriber vs while all wait), server CPU while all wait and nothing is
-//               published, and server CPU per delivered event over the rounds;
+//               published, and server CPU and bytes allocated per delivered event over the rounds;
 //   throughput  subscribers spread over channels (perChannel on each), publishers publishing at a
 //               steady rate on all channels while subscribers poll again after each reply:
-//               deliveries per second, events lost, server CPU per delivered event;
+//               deliveries per second, events lost, server CPU and bytes allocated per delivered
+//               event;
 //   restart     (contenders on Redis only) throughput, with redis-server killed a third of the way
 //               in and started again empty: events missed by a subscriber that was told of a gap
 //               are counted apart from events lost silently, which must be none.
 // For contenders on Redis, CPU is summed over the Node.js processes and redis-server (INFO cpu),
 // and Redis commands per published event come from INFO commandstats.
 // CPU and memory come from the server process's own counters (process.cpuUsage(),
-// process.memoryUsage()), read through a control server on a port of its own. Every message
-// carries a per-channel sequence number, so lost and repeated events are counted; and its send
-// time, so latencies are measured on one clock. Absolute figures on a shared machine are noise:
-// each figure is also given as a ratio to the floor's, measured in the same run. The whole set is
-// run `trials` times, contenders interleaved, and each figure is the median of its trials, so that
-// a burst of load from elsewhere does not land on one contender only.
+// process.memoryUsage()), read through a control server on a port of its own; so do the bytes it
+// allocated on its V8 heap (v8.GCProfiler: what each GC freed, plus what the heap holds more, see
+// bench/servers/heap-allocations.ts), summed over a contender's processes, redis-server excluded.
+// Every message carries a per-channel sequence number, so lost and repeated events are counted;
+// and its send time, so latencies are measured on one clock. Absolute figures on a shared machine
+// are noise: each figure is also given as a ratio to the floor's and to protocol-floor's, measured
+// in the same run. The whole set is run `trials` times, contenders interleaved, and each figure is
+// the median of its trials, so that a burst of load from elsewhere does not land on one contender
+// only.
 //
 // Options: --quick (small sizes, short phases, one trial, one contender on Redis: the CI smoke test),
 // --sizes=1000,5000,10000, --trials=2, --contenders=floor,fastify-comet,…,
@@ -62,6 +69,7 @@ interface ContenderSpec { file: string, processes: number, redis: boolean }
 const contenderSpecs: Record<string, ContenderSpec> = {
   floor: { file: 'floor.ts', processes: 1, redis: false },
   'fastify-floor': { file: 'fastify-floor.ts', processes: 1, redis: false },
+  'protocol-floor': { file: 'protocol-floor.ts', processes: 1, redis: false },
   'fastify-comet': { file: 'comet.ts', processes: 1, redis: false },
   'fastify-comet-metrics': { file: 'comet-metrics.ts', processes: 1, redis: false },
   'file-polling': { file: 'file-polling.ts', processes: 1, redis: false },
@@ -74,7 +82,7 @@ const contenderSpecs: Record<string, ContenderSpec> = {
 }
 const contenders = Object.keys(contenderSpecs)
 // --quick keeps the smoke test short: of the contenders on Redis, the one the Redis engine is for.
-const quickContenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
+const quickContenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
 const scenarios = ['fanout', 'throughput', 'restart'] as const
 const specOf = (contender: string): ContenderSpec => contenderSpecs[contender] as ContenderSpec
 
@@ -271,6 +279,8 @@ interface Figures {
     latencyP50Ms: number
     latencyP99Ms: number
     cpuPerEventUs: number
+    /** Bytes the server processes allocated on their V8 heaps per delivered event. */
+    allocatedPerEventBytes: number
     /** Of cpuPerEventUs, redis-server's part (0 without Redis). */
     redisCpuPerEventUs: number
     /** Redis commands per published event, those run inside scripts included (0 without Redis). */
@@ -289,6 +299,7 @@ interface Figures {
   throughput?: {
     deliveriesPerSecond: number
     cpuPerEventUs: number
+    allocatedPerEventBytes: number
     redisCpuPerEventUs: number
     redisCommandsPerPublish: number
     redisScriptsPerPublish: number
@@ -351,6 +362,7 @@ function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResu
       latencyP50Ms: fanout.latencyP50Ms,
       latencyP99Ms: fanout.latencyP99Ms,
       cpuPerEventUs: (fanout.serverCpuUs + fanout.redisCpuUs) / fanout.deliveries,
+      allocatedPerEventBytes: fanout.serverAllocatedBytes / fanout.deliveries,
       redisCpuPerEventUs: fanout.redisCpuUs / fanout.deliveries,
       redisCommandsPerPublish: fanout.redisCommands / fanout.rounds,
       redisScriptsPerPublish: scriptsOf(fanout.redisByCommand) / fanout.rounds,
@@ -368,6 +380,7 @@ function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResu
     figures.throughput = {
       deliveriesPerSecond: throughput.delivered / (throughput.elapsedMs / 1000),
       cpuPerEventUs: (throughput.serverCpuUs + throughput.redisCpuUs) / throughput.delivered,
+      allocatedPerEventBytes: throughput.serverAllocatedBytes / throughput.delivered,
       redisCpuPerEventUs: throughput.redisCpuUs / throughput.delivered,
       redisCommandsPerPublish: throughput.redisCommands / throughput.published,
       redisScriptsPerPublish: scriptsOf(throughput.redisByCommand) / throughput.published,
@@ -397,12 +410,12 @@ function figuresOf (fanout: FanoutResult | undefined, throughput: ThroughputResu
 
 type Ratios = { [Group in keyof Figures]?: Record<string, number | null> }
 
-/** Each figure divided by the floor's at the same size; null where the floor's is 0 or missing. */
-function ratiosOf (figures: Figures, floor: Figures | undefined): Ratios {
+/** Each figure divided by a reference's at the same size; null where the reference's is 0 or missing. */
+function ratiosOf (figures: Figures, reference: Figures | undefined): Ratios {
   const ratios: Ratios = {}
   for (const group of groups) {
     const mine = figures[group] as Record<string, number> | undefined
-    const theirs = floor?.[group] as Record<string, number> | undefined
+    const theirs = reference?.[group] as Record<string, number> | undefined
     if (mine === undefined) continue
     const groupRatios: Record<string, number | null> = {}
     for (const [name, value] of Object.entries(mine)) {
@@ -418,7 +431,10 @@ interface RunRecord {
   size: number
   contender: string
   figures: Figures
+  /** To the floor's figures (bare node:http). */
   ratios: Ratios
+  /** To protocol-floor's (a bare Fastify route speaking fastify-comet's protocol), when it ran. */
+  ratiosToProtocol: Ratios
   /** The figures of each trial. */
   trials: Figures[]
   raw: Array<{ fanout?: FanoutResult, throughput?: ThroughputResult, restart?: ThroughputResult }>
@@ -438,12 +454,25 @@ function targetsOf (records: readonly RunRecord[], sizes: readonly number[]): Ta
       targets.push({ size, target, value: known, limit, met: known === null || !Number.isFinite(known) ? null : met(known) })
     }
     const r = comet.ratios
-    check('CPU per delivered event (fan-out) / floor', r.fanout?.cpuPerEventUs, '≤ 1.25', v => v <= 1.25)
-    check('CPU per delivered event (throughput) / floor', r.throughput?.cpuPerEventUs, '≤ 1.25', v => v <= 1.25)
+    // Against protocol-floor, the same protocol on a bare Fastify route: what the plugin adds.
+    const p = comet.ratiosToProtocol
+    check('CPU per delivered event (fan-out) / protocol-floor', p.fanout?.cpuPerEventUs, '≤ 1.05', v => v <= 1.05)
+    check('CPU per delivered event (throughput) / protocol-floor', p.throughput?.cpuPerEventUs, '≤ 1.05', v => v <= 1.05)
+    check('fan-out time / protocol-floor', p.fanout?.fanoutMs, '≤ 1.05', v => v <= 1.05)
+    check('heap per waiting poll / protocol-floor', p.cost?.heapPerSubscriberKB, '≤ 1.2', v => v <= 1.2)
+    check('RSS per waiting poll / protocol-floor', p.cost?.rssPerSubscriberKB, '≤ 1.2', v => v <= 1.2)
     check('RSS per waiting subscriber / floor', r.cost?.rssPerSubscriberKB, '≤ 1.5', v => v <= 1.5)
     check('heap per waiting subscriber / floor', r.cost?.heapPerSubscriberKB, '≤ 1.5', v => v <= 1.5)
-    check('fan-out time / floor', r.fanout?.fanoutMs, '≤ 1.2', v => v <= 1.2)
+    for (const scenario of ['fanout', 'throughput'] as const) {
+      check(`bytes allocated per delivered event (${scenario})`, comet.figures[scenario]?.allocatedPerEventBytes, 'reported', () => true)
+      check(`bytes allocated per delivered event (${scenario}) / protocol-floor`, p[scenario]?.allocatedPerEventBytes, 'reported', () => true)
+    }
     check('server CPU while all wait, % of a core', comet.figures.cost?.idleCpuPercent, '≈ 0 (< 0.5)', v => v < 0.5)
+    for (const scenario of ['fanout', 'throughput'] as const) {
+      const mine = comet.figures[scenario]?.cpuPerEventUs
+      const theirs = at('socket.io')?.figures[scenario]?.cpuPerEventUs
+      check(`CPU per delivered event (${scenario}) / socket.io's`, mine === undefined || theirs === undefined ? null : mine / theirs, '< 1', v => v < 1)
+    }
     for (const peer of ['faye', 'socket.io']) {
       for (const scenario of ['fanout', 'throughput'] as const) {
         const mine = comet.figures[scenario]?.cpuPerEventUs
@@ -475,6 +504,7 @@ function redisTargetsOf (records: readonly RunRecord[], sizes: readonly number[]
       const redis = records.find(r => r.size === size && r.contender === contender)
       if (redis === undefined) continue
       const memory = records.find(r => r.size === size && r.contender === 'fastify-comet')
+      const protocolFloor = records.find(r => r.size === size && r.contender === 'protocol-floor')
       const check = (target: string, value: number | null | undefined, limit: string, met: (v: number) => boolean): void => {
         const known = value ?? null
         targets.push({ size, target: `${contender}: ${target}`, value: known, limit, met: known === null || !Number.isFinite(known) ? null : met(known) })
@@ -483,6 +513,13 @@ function redisTargetsOf (records: readonly RunRecord[], sizes: readonly number[]
         mine === undefined || theirs === undefined || theirs === 0 ? null : mine / theirs
       check('fan-out time / fastify-comet (memory)\'s', over(redis.figures.fanout?.fanoutMs, memory?.figures.fanout?.fanoutMs), '≤ 1.5 (at 5,000)', v => v <= 1.5)
       check('CPU per delivered event, fan-out, with redis-server / memory engine\'s', over(redis.figures.fanout?.cpuPerEventUs, memory?.figures.fanout?.cpuPerEventUs), 'reported', () => true)
+      for (const scenario of ['fanout', 'throughput'] as const) {
+        const figures = redis.figures[scenario]
+        const inProcess = figures === undefined ? undefined : figures.cpuPerEventUs - figures.redisCpuPerEventUs
+        check(`in-process CPU per delivered event (${scenario}; Node processes only, redis-server excluded) / protocol-floor`,
+          over(inProcess, protocolFloor?.figures[scenario]?.cpuPerEventUs), 'reported', () => true)
+        check(`bytes allocated per delivered event (${scenario}), Node processes`, figures?.allocatedPerEventBytes, 'reported', () => true)
+      }
       check('Redis commands per fan-out event (inside scripts included)', redis.figures.fanout?.redisCommandsPerPublish, 'reported', () => true)
       check('Redis round trips (scripts) per fan-out event', redis.figures.fanout?.redisScriptsPerPublish, 'reported', () => true)
       if (smallest !== undefined && smallest !== size) {
@@ -505,9 +542,13 @@ function format (value: number | null | undefined, digits = 3): string {
   return Number(value.toPrecision(digits)).toString()
 }
 
-function cell (value: number | undefined, ratio: number | null | undefined): string {
+function cell (value: number | undefined, ratio: number | null | undefined, toProtocol?: number | null): string {
   if (value === undefined) return '-'
-  return ratio === null || ratio === undefined ? format(value) : `${format(value)} (×${format(ratio, 2)})`
+  const ratios = [
+    ...(ratio === null || ratio === undefined ? [] : [`×${format(ratio, 2)}`]),
+    ...(toProtocol === null || toProtocol === undefined ? [] : [`×${format(toProtocol, 3)} proto`])
+  ]
+  return ratios.length === 0 ? format(value) : `${format(value)} (${ratios.join(', ')})`
 }
 
 function table (headers: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
@@ -521,28 +562,30 @@ function renderTables (records: readonly RunRecord[], sizes: readonly number[]):
   for (const size of sizes) {
     const here = records.filter(r => r.size === size)
     if (here.length === 0) continue
-    out.push(`\n${size} subscribers: fan-out and cost (× = ratio to the floor)\n`)
+    out.push(`\n${size} subscribers: fan-out and cost (× = ratio to the floor; × proto = to protocol-floor)\n`)
     out.push(table(
-      ['contender', 'fan-out ms', 'latency p50 ms', 'p99 ms', 'CPU µs/event', 'RSS KB/sub', 'heap KB/sub', 'idle CPU %', 'lost'],
-      here.map(({ contender, figures: f, ratios: r }) => [
+      ['contender', 'fan-out ms', 'latency p50 ms', 'p99 ms', 'CPU µs/event', 'alloc B/event', 'RSS KB/sub', 'heap KB/sub', 'idle CPU %', 'lost'],
+      here.map(({ contender, figures: f, ratios: r, ratiosToProtocol: p }) => [
         contender,
-        cell(f.fanout?.fanoutMs, r.fanout?.fanoutMs),
+        cell(f.fanout?.fanoutMs, r.fanout?.fanoutMs, p.fanout?.fanoutMs),
         cell(f.fanout?.latencyP50Ms, r.fanout?.latencyP50Ms),
         cell(f.fanout?.latencyP99Ms, r.fanout?.latencyP99Ms),
-        cell(f.fanout?.cpuPerEventUs, r.fanout?.cpuPerEventUs),
-        cell(f.cost?.rssPerSubscriberKB, r.cost?.rssPerSubscriberKB),
-        cell(f.cost?.heapPerSubscriberKB, r.cost?.heapPerSubscriberKB),
+        cell(f.fanout?.cpuPerEventUs, r.fanout?.cpuPerEventUs, p.fanout?.cpuPerEventUs),
+        cell(f.fanout?.allocatedPerEventBytes, r.fanout?.allocatedPerEventBytes, p.fanout?.allocatedPerEventBytes),
+        cell(f.cost?.rssPerSubscriberKB, r.cost?.rssPerSubscriberKB, p.cost?.rssPerSubscriberKB),
+        cell(f.cost?.heapPerSubscriberKB, r.cost?.heapPerSubscriberKB, p.cost?.heapPerSubscriberKB),
         format(f.cost?.idleCpuPercent),
         format(f.fanout === undefined ? undefined : f.fanout.lost + f.fanout.duplicated)
       ])
     ))
-    out.push(`\n${size} subscribers: throughput\n`)
+    out.push(`\n${size} subscribers: throughput (× = ratio to the floor; × proto = to protocol-floor)\n`)
     out.push(table(
-      ['contender', 'deliveries/s', 'CPU µs/event', 'server CPU %', 'latency p50 ms', 'p99 ms', 'lost'],
-      here.map(({ contender, figures: f, ratios: r }) => [
+      ['contender', 'deliveries/s', 'CPU µs/event', 'alloc B/event', 'server CPU %', 'latency p50 ms', 'p99 ms', 'lost'],
+      here.map(({ contender, figures: f, ratios: r, ratiosToProtocol: p }) => [
         contender,
         cell(f.throughput?.deliveriesPerSecond, r.throughput?.deliveriesPerSecond),
-        cell(f.throughput?.cpuPerEventUs, r.throughput?.cpuPerEventUs),
+        cell(f.throughput?.cpuPerEventUs, r.throughput?.cpuPerEventUs, p.throughput?.cpuPerEventUs),
+        cell(f.throughput?.allocatedPerEventBytes, r.throughput?.allocatedPerEventBytes, p.throughput?.allocatedPerEventBytes),
         format(f.throughput?.serverCpuPercent),
         cell(f.throughput?.latencyP50Ms, r.throughput?.latencyP50Ms),
         cell(f.throughput?.latencyP99Ms, r.throughput?.latencyP99Ms),
@@ -582,16 +625,17 @@ function renderTables (records: readonly RunRecord[], sizes: readonly number[]):
   return out.join('\n')
 }
 
-/** The records of one size: each contender's figures (medians of its trials) and their ratios to the floor's. */
+/** The records of one size: each contender's figures (medians of its trials), their ratios to the floor's and to protocol-floor's. */
 function summarize (size: number, names: readonly string[], raw: ReadonlyMap<string, RunRecord['raw']>, failures: ReadonlyMap<string, string[]>): RunRecord[] {
   const summaries = new Map(names.map(contender => {
     const perTrial = (raw.get(contender) ?? []).map(trial => figuresOf(trial.fanout, trial.throughput, trial.restart))
     return [contender, { perTrial, figures: medianFigures(perTrial) }]
   }))
   const floor = summaries.get('floor')?.figures
+  const protocolFloor = summaries.get('protocol-floor')?.figures
   return names.map(contender => {
     const { perTrial, figures } = summaries.get(contender) as { perTrial: Figures[], figures: Figures }
-    return { size, contender, figures, ratios: ratiosOf(figures, floor), trials: perTrial, raw: raw.get(contender) ?? [], failures: failures.get(contender) ?? [] }
+    return { size, contender, figures, ratios: ratiosOf(figures, floor), ratiosToProtocol: ratiosOf(figures, protocolFloor), trials: perTrial, raw: raw.get(contender) ?? [], failures: failures.get(contender) ?? [] }
   })
 }
 

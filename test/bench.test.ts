@@ -1,6 +1,6 @@
 // The benchmark harness (`npm run bench`) in quick mode, as a smoke test that it works: every
-// contender and scenario is measured, the figures are numbers, each has its ratio to the floor,
-// and no contender that keeps history loses an event. No assertion on timings: they are the
+// contender and scenario is measured, the figures are numbers, each has its ratio to the floor and
+// to protocol-floor, and no contender that keeps history loses an event. No assertion on timings: they are the
 // harness's output, not a property of the code.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -20,28 +20,29 @@ interface Report {
     contender: string
     figures: Record<string, Record<string, number> | undefined>
     ratios: Record<string, Record<string, number | null> | undefined>
+    ratiosToProtocol: Record<string, Record<string, number | null> | undefined>
     failures: string[]
   }>
   targets: Array<{ target: string, value: number | null }>
 }
 
-const contenders = ['floor', 'fastify-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
-// Events these keep until each subscriber has them; the floor and file polling keep only the latest.
+const contenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
+// Events these keep until each subscriber has them; the floors and file polling keep only the latest.
 const keepHistory = ['fastify-comet', 'fastify-comet-metrics', 'faye', 'socket.io', 'fastify-comet-redis-x2']
 const figureNames = {
-  fanout: ['fanoutMs', 'fanoutMaxMs', 'latencyP50Ms', 'latencyP99Ms', 'cpuPerEventUs', 'lost', 'duplicated', 'errors'],
+  fanout: ['fanoutMs', 'fanoutMaxMs', 'latencyP50Ms', 'latencyP99Ms', 'cpuPerEventUs', 'allocatedPerEventBytes', 'lost', 'duplicated', 'errors'],
   cost: ['rssPerSubscriberKB', 'heapPerSubscriberKB', 'idleCpuPercent'],
-  throughput: ['deliveriesPerSecond', 'cpuPerEventUs', 'serverCpuPercent', 'latencyP50Ms', 'latencyP99Ms', 'lost', 'duplicated', 'errors']
+  throughput: ['deliveriesPerSecond', 'cpuPerEventUs', 'allocatedPerEventBytes', 'serverCpuPercent', 'latencyP50Ms', 'latencyP99Ms', 'lost', 'duplicated', 'errors']
 }
 // Figures whose floor value may be 0, so that their ratio is null.
 const mayHaveNoRatio = ['lost', 'duplicated', 'errors', 'idleCpuPercent', 'heapPerSubscriberKB', 'rssPerSubscriberKB']
 
-// Sixteen runs (three of them with two server processes and a redis-server), one after the other,
+// Nineteen runs (three of them with two server processes and a redis-server), one after the other,
 // on a machine running other tests. Set on the root test, the timeout is the whole file's, past
 // the 120 s of .taprc (a subtest's own timeout does not stop the runner from killing the file).
-t.setTimeout(400_000)
+t.setTimeout(450_000)
 
-t.test('npm run bench -- --quick measures every contender in every scenario, with ratios to the floor', async t => {
+t.test('npm run bench -- --quick measures every contender in every scenario, with ratios to the floor and to protocol-floor', async t => {
   const directory = mkdtempSync(join(tmpdir(), 'comet-bench-test-'))
   t.teardown(() => rmSync(directory, { recursive: true, force: true }))
   const out = join(directory, 'quick.json')
@@ -69,18 +70,29 @@ t.test('npm run bench -- --quick measures every contender in every scenario, wit
     for (const [group, names] of Object.entries(figureNames)) {
       const figures = record.figures[group]
       const ratios = record.ratios[group]
-      if (figures === undefined || ratios === undefined) {
+      const toProtocol = record.ratiosToProtocol[group]
+      if (figures === undefined || ratios === undefined || toProtocol === undefined) {
         t.fail(`${record.contender}: no ${group} figures`)
         continue
       }
       for (const name of names) {
         t.ok(Number.isFinite(figures[name]), `${record.contender} ${group}.${name} is a number`, { value: figures[name] })
         const ratio = ratios[name]
-        if (mayHaveNoRatio.includes(name)) t.ok(ratio === null || Number.isFinite(ratio), `${record.contender} ${group}.${name} ratio`)
-        else t.ok(Number.isFinite(ratio) && (ratio as number) > 0, `${record.contender} ${group}.${name} has a ratio to the floor`, { ratio })
+        const ratioToProtocol = toProtocol[name]
+        if (mayHaveNoRatio.includes(name)) {
+          t.ok(ratio === null || Number.isFinite(ratio), `${record.contender} ${group}.${name} ratio`)
+          t.ok(ratioToProtocol === null || Number.isFinite(ratioToProtocol), `${record.contender} ${group}.${name} ratio to protocol-floor`)
+        } else {
+          t.ok(Number.isFinite(ratio) && (ratio as number) > 0, `${record.contender} ${group}.${name} has a ratio to the floor`, { ratio })
+          t.ok(Number.isFinite(ratioToProtocol) && (ratioToProtocol as number) > 0, `${record.contender} ${group}.${name} has a ratio to protocol-floor`, { ratioToProtocol })
+        }
       }
     }
+    for (const group of ['fanout', 'throughput']) {
+      t.ok((record.figures[group]?.allocatedPerEventBytes ?? 0) > 0, `${record.contender} ${group}: bytes allocated per event are counted`)
+    }
     if (record.contender === 'floor') t.equal(record.ratios.fanout?.cpuPerEventUs, 1, 'the floor is its own unit')
+    if (record.contender === 'protocol-floor') t.equal(record.ratiosToProtocol.throughput?.cpuPerEventUs, 1, 'protocol-floor is its own unit')
     t.equal(record.figures.fanout?.lost, 0, `${record.contender}: no event lost in the fan-out`)
     t.equal(record.figures.fanout?.duplicated, 0, `${record.contender}: no event repeated in the fan-out`)
     if (keepHistory.includes(record.contender)) {

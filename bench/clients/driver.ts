@@ -61,6 +61,8 @@ export interface FanoutResult {
   deliveries: number
   /** Server CPU (user + system) during the measured rounds, in microseconds, summed over the contender's processes. */
   serverCpuUs: number
+  /** Bytes the servers allocated on their V8 heaps during the measured rounds, summed over the contender's processes. */
+  serverAllocatedBytes: number
   /** redis-server's CPU and commands during the measured rounds (0 without Redis). */
   redisCpuUs: number
   redisCommands: number
@@ -95,6 +97,8 @@ export interface ThroughputResult {
   latencyP50Ms: number
   latencyP99Ms: number
   serverCpuUs: number
+  /** Bytes the servers allocated on their V8 heaps from the first publish to the last delivery. */
+  serverAllocatedBytes: number
   redisCpuUs: number
   redisCommands: number
   redisByCommand: Record<string, number>
@@ -122,7 +126,7 @@ async function control<T> (path: string, method: 'GET' | 'POST' = 'GET', base = 
 
 const processes = settings.origins.length
 /** The counters of every process of the contender, summed, and of its redis-server. */
-interface Stats { cpu: number, memory: Memory, redis: RedisUse }
+interface Stats { cpu: number, allocated: number, memory: Memory, redis: RedisUse }
 async function stats (gc = false): Promise<Stats> {
   const [each, redis] = await Promise.all([
     Promise.all(settings.controls.map(base => control<ServerStats>(gc ? '/stats?gc=1' : '/stats', 'GET', base))),
@@ -130,6 +134,7 @@ async function stats (gc = false): Promise<Stats> {
   ])
   return {
     cpu: each.reduce((sum, s) => sum + s.cpu.user + s.cpu.system, 0),
+    allocated: each.reduce((sum, s) => sum + s.allocatedBytes, 0),
     memory: { rss: each.reduce((sum, s) => sum + s.memory.rss, 0), heapUsed: each.reduce((sum, s) => sum + s.memory.heapUsed, 0) },
     redis
   }
@@ -297,6 +302,7 @@ async function fanout (): Promise<FanoutResult> {
   const serverEnd = await stats()
   serverStart ??= serverEnd
   const serverCpuUs = cpuOf(serverEnd) - cpuOf(serverStart)
+  const serverAllocatedBytes = serverEnd.allocated - serverStart.allocated
   const clientCpuUs = clientCpu() - clientStart
   const sorted = latencies.slice(0, latencyCount).sort()
   let lost = 0
@@ -320,6 +326,7 @@ async function fanout (): Promise<FanoutResult> {
     latencyP99Ms: percentile(sorted, 0.99),
     deliveries: fanoutMs.length * subscribers,
     serverCpuUs,
+    serverAllocatedBytes,
     ...redisSince(serverStart, serverEnd),
     clientCpuUs,
     lost,
@@ -396,6 +403,7 @@ async function throughput (): Promise<ThroughputResult> {
   })
   const serverEnd = await stats()
   const serverCpuUs = cpuOf(serverEnd) - cpuOf(serverStart)
+  const serverAllocatedBytes = serverEnd.allocated - serverStart.allocated
   const clientCpuUs = clientCpu() - clientStart
   let lost = 0
   let lostWithGap = 0
@@ -427,6 +435,7 @@ async function throughput (): Promise<ThroughputResult> {
     latencyP50Ms: percentile(sorted, 0.5),
     latencyP99Ms: percentile(sorted, 0.99),
     serverCpuUs,
+    serverAllocatedBytes,
     ...redisSince(serverStart, serverEnd),
     clientCpuUs,
     errors,

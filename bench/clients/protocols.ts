@@ -122,6 +122,7 @@ const socketIo: Subscribe = async (http, channel, onMessage, onError) => {
 export const protocols: Record<string, Subscribe> = {
   floor: latestOnly,
   'fastify-floor': latestOnly,
+  'protocol-floor': comet,
   'fastify-comet': comet,
   'fastify-comet-metrics': comet,
   'fastify-comet-redis': comet,

@@ -5,13 +5,15 @@
 // - POST /publish?ch=<channel>&seq=<n>&t=<ms>: publishes {seq, t} on the channel through the
 //   contender's own server-side API, and answers once that call has returned (or resolved);
 // - GET /stats[?gc=1]: the process's own CPU and memory counters (after two full GCs with gc=1),
-//   and how many requests are open on the contender's server;
+//   the bytes it allocated on the V8 heap since it started (read before those GCs), and how many
+//   requests are open on the contender's server;
 // - GET /open?atLeast=<n>: answers once at least n requests are open on the contender's server,
 //   so the driver learns that its subscribers are parked without polling.
 // The open-request gauge is one 'request' listener and one 'close' listener per response on the
 // contender's server: the same small cost for everyone.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { HeapAllocations } from './heap-allocations.js'
 
 export const host = '127.0.0.1'
 
@@ -27,6 +29,8 @@ export interface ServerStats {
   cpu: { user: number, system: number }
   /** process.memoryUsage(), bytes. */
   memory: { rss: number, heapUsed: number, heapTotal: number, external: number, arrayBuffers: number }
+  /** Bytes allocated on the V8 heap since the process began to serve (see heap-allocations.ts): a running count, for deltas. */
+  allocatedBytes: number
   /** Requests open on the contender's server: parked long-polls, mostly. */
   open: number
 }
@@ -44,6 +48,7 @@ const keepAliveMs = 600_000
 
 /** Runs a contender with the control server, and prints one JSON line with both ports when ready. */
 export async function serveContender (contender: Contender): Promise<void> {
+  const allocations = new HeapAllocations()
   // The harness stops a server with SIGTERM: exit normally, so 'exit' handlers and --cpu-prof run.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => process.exit(0))
   const { server } = contender
@@ -79,12 +84,13 @@ export async function serveContender (contender: Contender): Promise<void> {
         (error: unknown) => sendJson(response, { error: String(error) }, 500)
       )
     } else if (url.pathname === '/stats') {
+      const allocatedBytes = allocations.read()
       if (url.searchParams.get('gc') === '1' && globalThis.gc !== undefined) {
         globalThis.gc()
         globalThis.gc()
       }
       const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage()
-      const stats: ServerStats = { cpu: process.cpuUsage(), memory: { rss, heapUsed, heapTotal, external, arrayBuffers }, open }
+      const stats: ServerStats = { cpu: process.cpuUsage(), memory: { rss, heapUsed, heapTotal, external, arrayBuffers }, allocatedBytes, open }
       sendJson(response, stats)
     } else if (url.pathname === '/open') {
       openWaiters.push({ atLeast: Number(url.searchParams.get('atLeast')), response })
