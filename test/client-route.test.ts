@@ -1,15 +1,17 @@
 // The client served at {prefix}/client.js: one ES module a page imports without a build step.
+import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
 import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import Fastify from 'fastify'
 import t from 'tap'
 import type * as ClientModule from '../lib/client/client.js'
 import { loadClientScript } from '../lib/http/client-route.js'
 import comet from '../plugin.js'
-import { eventually, serve } from './helpers.js'
+import { eventually, outsideTap, serve } from './helpers.js'
 
 t.test('GET {prefix}/client.js serves the client as a JavaScript module that works on its own', async t => {
   const { app, origin } = await serve(t)
@@ -133,4 +135,17 @@ t.test('an installed package serves the compiled client that sits beside the plu
 
   await mkdir(join(directory, 'client.js'))
   await t.rejects(loadClientScript(where), { code: 'EISDIR' }, 'other read errors are not hidden')
+})
+
+t.test('a checkout compiles the client without keeping the TypeScript compiler in the process', async t => {
+  // In a process of its own, without tap's loader, which may load TypeScript itself.
+  const repoRoot = fileURLToPath(new URL('..', import.meta.url))
+  const script = `
+    import { createRequire } from 'node:module'
+    import { loadClientScript } from ${JSON.stringify(pathToFileURL(join(repoRoot, 'lib/http/client-route.ts')).href)}
+    const compiled = await loadClientScript(new URL('lib/client/', ${JSON.stringify(pathToFileURL(`${repoRoot}/`).href)}))
+    const loaded = Object.keys(createRequire(import.meta.url).cache).filter(path => /[\\/]typescript[\\/]/.test(path))
+    console.log(JSON.stringify({ compiled: compiled.includes('class CometClient'), loaded }))`
+  const { stdout } = await promisify(execFile)(...outsideTap(process.execPath, ['--import=tsx', '--input-type=module', '-e', script]), { cwd: repoRoot })
+  t.same(JSON.parse(stdout), { compiled: true, loaded: [] }, 'compiled in a worker thread, whose heap goes with it')
 })
