@@ -4,7 +4,7 @@ import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from '
 import { errors } from './errors.js'
 import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
 import { defaultMaxReplyBytes } from './options.js'
-import { countEvents, formatPollReply, isChannelName } from './protocol.js'
+import { countEvents, formatPollReply, isChannelName, type Subscription } from './protocol.js'
 import { withinReplyBytes } from './reply-bound.js'
 
 export interface BusOptions {
@@ -60,10 +60,13 @@ export class CometBus {
    * `answerer` hears the outcome; without one, the poll's `reply` promise does. On an engine that
    * answers synchronously (the memory engine), the answerer may be called before poll() returns.
    */
-  poll (subscription: ReadonlyMap<string, ReadPosition>, { wait = true, answerer }: { wait?: boolean, answerer?: PollAnswerer } = {}): PendingPoll {
-    const poll = new PendingPoll(this, [...subscription.keys()], wait, answerer)
+  poll (subscription: Subscription | ReadonlyMap<string, ReadPosition>, { wait = true, answerer }: { wait?: boolean, answerer?: PollAnswerer } = {}): PendingPoll {
+    const { channels, positions } = subscription instanceof Map
+      ? { channels: [...subscription.keys()], positions: [...subscription.values()] }
+      : subscription as Subscription
+    const poll = new PendingPoll(this, channels, wait, answerer)
     try {
-      this.#start(poll, [...subscription.values()])
+      this.#start(poll, positions)
     } catch (error) {
       this.#fail(poll, error)
     }

@@ -13,7 +13,6 @@ export const cursorPattern = '^[A-Za-z0-9_.~-]{0,64}$'
 
 /** A subscribe key in the PHP original's form: subscribed[<channel>]. */
 export const subscribedKeyPattern = '^subscribed\\[(.*)\\]$'
-const subscribedKeyRegExp = new RegExp(subscribedKeyPattern)
 
 /** The cursor values a client sends instead of a cursor the server returned. */
 export const cursorFromNow = ['', '0']
@@ -23,20 +22,39 @@ export function isChannelName (value: unknown): value is string {
   return typeof value === 'string' && channelNameRegExp.test(value)
 }
 
+/** The channels a subscribe names, each once, in order, and where to read each from. */
+export interface Subscription {
+  readonly channels: readonly string[]
+  readonly positions: readonly ReadPosition[]
+}
+
+const subscribedKeyStart = 'subscribed['
+
 /**
  * The channels a subscribe names, with where to read each from. Accepts the flat keys of Fastify's
  * default query-string parser (`subscribed[room]`) and the nested object of parsers like `qs`.
- * The route's schema has already checked names and cursors.
+ * The route's schema has already checked names and cursors, so a key that starts as
+ * `subscribed[` is a whole `subscribed[<channel>]` (subscribedKeyPattern).
  */
-export function parseSubscription (query: Readonly<Record<string, unknown>>): Map<string, ReadPosition> {
-  const channels = new Map<string, ReadPosition>()
+export function parseSubscription (query: Readonly<Record<string, unknown>>): Subscription {
+  const subscription = { channels: [] as string[], positions: [] as ReadPosition[] }
   for (const key in query) {
-    const match = subscribedKeyRegExp.exec(key)
-    if (match !== null) channels.set(match[1] as string, readPosition(query[key] as string))
+    if (key.startsWith(subscribedKeyStart)) add(subscription, key.slice(subscribedKeyStart.length, -1), query[key] as string)
   }
   const nested = query.subscribed as Readonly<Record<string, string>> | undefined
-  for (const channel in nested) channels.set(channel, readPosition(nested[channel] as string))
-  return channels
+  for (const channel in nested) add(subscription, channel, nested[channel] as string)
+  return subscription
+}
+
+// A channel named twice is read from the cursor named last, as a Map would keep it.
+function add ({ channels, positions }: { channels: string[], positions: ReadPosition[] }, channel: string, cursor: string): void {
+  const known = channels.indexOf(channel)
+  if (known === -1) {
+    channels.push(channel)
+    positions.push(readPosition(cursor))
+  } else {
+    positions[known] = readPosition(cursor)
+  }
 }
 
 function readPosition (cursor: string): ReadPosition {

@@ -29,14 +29,12 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   // on a poll whose connection died silently once that, plus a margin, has passed.
   const cometWait = String(options.pollTimeoutMs / 1000)
 
-  // Polls must never be answered from a cache, and neither must their errors.
-  // A callback hook, not an async one: it runs on every poll, and needs no promise.
-  fastify.addHook('onRequest', (_request, reply, done) => {
-    reply.header('cache-control', 'no-store')
-    done()
-  })
   strictUtf8Bodies(fastify)
+  // Polls must never be answered from a cache, and neither must their errors: the handlers say so
+  // on their answers, and this hook on every error, whichever step of the request it comes from.
+  // (A hook on every request would cost each poll a step of Fastify's hook runner.)
   fastify.addHook('onError', async (_request, reply, error) => {
+    reply.header('cache-control', 'no-store')
     if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
     // The engine reconnects within about a second.
     if (error.code === 'FST_COMET_ENGINE_UNAVAILABLE') reply.header('retry-after', '1')
@@ -46,22 +44,23 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   // Polls are quiet unless the user chose a level: see the logLevel option.
   const subscribeOptions = { logLevel: quieterLogLevel('warn', fastify.log.level), ...routeOptions }
   // Fastify's automatic HEAD route would run the handler and hold a real poll for nothing.
-  fastify.head('/subscribe', { ...subscribeOptions, schema: routeSchema({}, schemaHide) }, (_request, reply) => { reply.type('application/json; charset=utf-8').send() })
+  fastify.head('/subscribe', { ...subscribeOptions, schema: routeSchema({}, schemaHide) }, (_request, reply) => { reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').send() })
   // Not an async handler: on the memory engine a poll goes from its request to its answer without
   // a promise, which is most of what it costs beyond Fastify's own work (see the README's Benchmarks).
   fastify.get('/subscribe', { ...subscribeOptions, schema: routeSchema(subscribeSchema, schemaHide), schemaErrorFormatter: subscribeValidationError, exposeHeadRoute: false }, (request: FastifyRequest, reply: FastifyReply) => {
     const subscription = parseSubscription(request.query as Record<string, unknown>)
-    if (subscription.size === 0) throw new errors.FST_COMET_NO_CHANNEL()
-    if (subscription.size > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(subscription.size, maxChannels)
+    const channelCount = subscription.channels.length
+    if (channelCount === 0) throw new errors.FST_COMET_NO_CHANNEL()
+    if (channelCount > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(channelCount, maxChannels)
     // Before the poll starts: it may be answered at once.
-    reply.type('application/json; charset=utf-8').header('comet-wait', cometWait)
+    reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').header('comet-wait', cometWait)
     const wait = (request.query as { wait?: string }).wait !== '0'
     if (authorizeSubscribe === undefined) {
       cancelOnHangUp(request, reply, bus.poll(subscription, { wait, answerer: new ReplyAnswerer(reply) }))
       return
     }
     // Resolves to the answer's JSON, which Fastify sends as an async handler's result.
-    return authorizeEach(request, subscription.keys(), authorizeSubscribe, 'subscribe to').then(() => {
+    return authorizeEach(request, subscription.channels, authorizeSubscribe, 'subscribe to').then(() => {
       const poll = bus.poll(subscription, { wait })
       cancelOnHangUp(request, reply, poll)
       return poll.reply
@@ -71,14 +70,15 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   // The channel goes in the path, or in the query string: WHATWG URL clients (browsers, fetch)
   // resolve the names "." and "..", even percent-encoded, as dot segments before sending.
   const publishOptions = { ...routeOptions, schemaErrorFormatter: publishValidationError, bodyLimit: maxPayload }
-  fastify.post<PublishRoute>('/publish/*', { ...publishOptions, schema: routeSchema(publishInPathSchema, schemaHide) }, async request => {
-    return publish(request, request.params['*'])
+  fastify.post<PublishRoute>('/publish/*', { ...publishOptions, schema: routeSchema(publishInPathSchema, schemaHide) }, async (request, reply) => {
+    return publish(request, reply, request.params['*'])
   })
-  fastify.post<PublishRoute>('/publish', { ...publishOptions, schema: routeSchema(publishInQuerySchema, schemaHide) }, async request => {
-    return publish(request, request.query.channel)
+  fastify.post<PublishRoute>('/publish', { ...publishOptions, schema: routeSchema(publishInQuerySchema, schemaHide) }, async (request, reply) => {
+    return publish(request, reply, request.query.channel)
   })
 
-  async function publish (request: FastifyRequest, channel: string): Promise<{ id: string }> {
+  async function publish (request: FastifyRequest, reply: FastifyReply, channel: string): Promise<{ id: string }> {
+    reply.header('cache-control', 'no-store')
     if (authorizePublish !== undefined) await authorizeEach(request, [channel], authorizePublish, 'publish to')
     // No body is a plain "something changed" notification, as in the PHP original.
     return bus.publish(channel, request.body ?? null)
