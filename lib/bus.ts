@@ -22,7 +22,12 @@ export interface BusOptions {
 export class CometBus {
   readonly #engine: CometEngine
   readonly #options: BusOptions
+  /**
+   * The polls waiting, oldest first: every poll waits pollTimeoutMs, so this is also the order in
+   * which they time out, and one timer, set for the oldest, serves them all (see #expireDue).
+   */
   readonly #waiting = new Set<PendingPoll>()
+  #expiryTimer: NodeJS.Timeout | undefined
   /**
    * Reads started by the notifications of one publish, by channel and cursor, until the next
    * microtask: a publish wakes all the polls waiting on its channel in one go, and those waiting at
@@ -154,8 +159,24 @@ export class CometBus {
     if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
     poll.nexts = nextsOf(backlogs)
     poll.state = 'waiting'
-    poll.timer = setTimeout(() => this.#expire(poll).catch(error => this.#fail(poll, error)), this.#options.pollTimeoutMs)
+    poll.expiresAt = performance.now() + this.#options.pollTimeoutMs
     this.#waiting.add(poll)
+    this.#expiryTimer ??= setTimeout(() => this.#expireDue(), this.#options.pollTimeoutMs)
+  }
+
+  // Times out the polls whose time is up, oldest first, and sets the timer for the next one. A
+  // timer per poll would cost each poll an object, a closure and two calls into the timer list.
+  #expireDue (): void {
+    this.#expiryTimer = undefined
+    const now = performance.now()
+    for (const poll of this.#waiting) {
+      if (poll.expiresAt > now) {
+        // Timers fire late, never early: no poll is answered before its time.
+        this.#expiryTimer = setTimeout(() => this.#expireDue(), poll.expiresAt - now)
+        return
+      }
+      this.#expire(poll).catch(error => this.#fail(poll, error))
+    }
   }
 
   // A publish on one of the poll's channels: answer with what it brought. The other channels had
@@ -269,8 +290,11 @@ export class CometBus {
   #release (poll: PendingPoll): void {
     if (poll.state === 'answering' || poll.state === 'done') return
     poll.state = 'answering'
-    clearTimeout(poll.timer)
-    this.#waiting.delete(poll)
+    // No timer left behind once no poll waits: it would hold the process open.
+    if (this.#waiting.delete(poll) && this.#waiting.size === 0) {
+      clearTimeout(this.#expiryTimer)
+      this.#expiryTimer = undefined
+    }
     for (const channel of poll.channels) this.#engine.unwatch(channel, poll)
   }
 }
@@ -296,7 +320,8 @@ export class PendingPoll implements ChannelWatcher {
   state: 'reading' | 'waiting' | 'answering' | 'done' = 'reading'
   /** A publish came while the first reads were under way: read again before waiting. */
   missedPublish = false
-  timer: NodeJS.Timeout | undefined
+  /** performance.now() when the poll times out, once it waits. */
+  expiresAt = Infinity
   readonly #bus: CometBus
   #answerer: PollAnswerer | undefined
   /** How the poll ended, when it ended before anyone listened. */
@@ -326,14 +351,26 @@ export class PendingPoll implements ChannelWatcher {
 
   /** @internal The bus's answer. */
   answer (json: string): void {
-    if (this.#answerer === undefined) this.#outcome = { json }
-    else this.#answerer.answer(json)
+    const answerer = this.#answerer
+    if (answerer === undefined) {
+      this.#outcome = { json }
+      return
+    }
+    // The poll may be kept a while after its answer (by its connection, until the next poll comes):
+    // it must not keep the request and response of the answerer too.
+    this.#answerer = undefined
+    answerer.answer(json)
   }
 
   /** @internal The bus's failure. */
   fail (error: unknown): void {
-    if (this.#answerer === undefined) this.#outcome = { error }
-    else this.#answerer.fail(error)
+    const answerer = this.#answerer
+    if (answerer === undefined) {
+      this.#outcome = { error }
+      return
+    }
+    this.#answerer = undefined
+    answerer.fail(error)
   }
 
   notify (channel: string): void {

@@ -4,21 +4,22 @@ import type { Http2ServerRequest } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
-/** What the route hands over: a poll it can call off, or have answered at once. */
+/** What the route hands over: a poll it can call off, or have answered at once. Both do nothing to a poll already answered. */
 export interface HeldPoll {
   cancel (): void
   answerNow (): void
 }
 
-// The newest poll of each HTTP/1 connection, and its response, kept on the socket itself: cheaper
-// than a WeakMap entry and a listener closure per connection. A response queued behind another on
-// its connection (pipelining) never emits 'close' when the connection closes: only the socket says so.
+// The newest poll of each HTTP/1 connection, kept on the socket itself: cheaper than a WeakMap
+// entry and a listener closure per connection. A response queued behind another on its connection
+// (pipelining) never emits 'close' when the connection closes: only the socket says so. Only the
+// poll is kept, not its request or response: once answered, it holds neither, and what the socket
+// keeps until the next poll is small (kept longer, a request's objects outlive the garbage
+// collector's young generation, and the collector then works harder for every poll).
 const kNewestPoll = Symbol('fastify-comet.newestPoll')
-const kNewestResponse = Symbol('fastify-comet.newestResponse')
 
 interface PollingSocket extends Socket {
   [kNewestPoll]?: HeldPoll
-  [kNewestResponse]?: FastifyReply['raw']
 }
 
 /**
@@ -43,13 +44,9 @@ export function cancelOnHangUp (request: FastifyRequest, reply: FastifyReply, po
     return
   }
   const earlier = socket[kNewestPoll]
-  if (earlier === undefined) {
-    socket.on('close', cancelNewestPoll)
-  } else if (!(socket[kNewestResponse] as FastifyReply['raw']).writableEnded) {
-    earlier.answerNow()
-  }
+  if (earlier === undefined) socket.on('close', cancelNewestPoll)
+  else earlier.answerNow()
   socket[kNewestPoll] = poll
-  socket[kNewestResponse] = reply.raw
 }
 
 // Cancelling a poll that was answered does nothing.
