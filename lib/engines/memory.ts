@@ -36,6 +36,8 @@ interface Position {
 
 interface HeldEvent extends StoredEvent, Position {
   readonly channel: Channel
+  /** The read of a client caught up with this event, while it is the newest: shared by all such reads. */
+  caughtUp: ChannelBacklog | undefined
   /** The next event published after this one, on any channel: the engine-wide list, oldest first. */
   newer: HeldEvent | undefined
   older: HeldEvent | undefined
@@ -51,6 +53,8 @@ interface Channel {
   /** The newest event no longer held, evicted by size or expired. */
   lostThrough: Position | undefined
 }
+
+const noEvents: readonly StoredEvent[] = Object.freeze([])
 
 const cursorPattern = /^([A-Za-z0-9_-]{8})\.([0-9a-z]{1,10})\.([0-9a-z]{1,10})$/
 
@@ -135,7 +139,7 @@ export class MemoryEngine implements CometEngine {
     this.#last = position
     const held = this.#channelFor(channel)
     this.#trimExpired(held, ms)
-    const event: HeldEvent = { id: this.#cursor(position), json, ms: position.ms, n: position.n, channel: held, newer: undefined, older: this.#newest }
+    const event: HeldEvent = { id: this.#cursor(position), json, ms: position.ms, n: position.n, channel: held, caughtUp: undefined, newer: undefined, older: this.#newest }
     if (held.events.length === 0) {
       this.#holding++
       this.#bytes += channelCost
@@ -166,7 +170,13 @@ export class MemoryEngine implements CometEngine {
 
     // The usual cursor, from a client polling again: the newest event, the last it received. Nothing
     // comes after it and nothing before it can be lost, so no need to parse it.
-    if (position === events[events.length - 1]?.id) return this.#backlog(held, events, events.length, limit, false, ms)
+    const newest = events[events.length - 1]
+    if (newest !== undefined && position === newest.id) {
+      // Every poll woken by a publish comes back here: while its "now" is the newest event
+      // (#head), they all get one read, made once.
+      if (ms - newest.ms < this.#youngMs) return newest.caughtUp ??= { events: noEvents, next: newest.id, gap: false }
+      return this.#backlog(held, events, events.length, limit, false, ms)
+    }
     const after = this.#parseCursor(channel, position)
     if (after === undefined || after.ms > ms) {
       // Another instance's cursor (a restart) or one this instance never gave: what it missed is unknown.
