@@ -184,3 +184,17 @@ t.test('a poll that failed before its reply was asked for still rejects with its
   t.equal(bus.stats().pending, 0, 'refused at once')
   await t.rejects(poll.reply, { code: 'FST_COMET_INVALID_CURSOR' })
 })
+
+t.test('a hang-up while the answer to a publish is being read, and then the read fails: the poll hears nothing more', async t => {
+  const { bus, engine } = busOn(t)
+  const heard: string[] = []
+  const poll = bus.poll(subscription('room'), { answerer: { answer: () => { heard.push('answer') }, fail: () => { heard.push('failure') } } })
+  await engine.settled()
+  t.equal(bus.stats().pending, 1)
+  engine.failReads = true
+  await bus.publish('room', 1)
+  poll.cancel()
+  await engine.settled()
+  t.same(heard, [], 'no answer and no failure for a client that is gone')
+  t.same(counters(bus.stats()), countersWith({ channels: 1, published: 1, hangUps: 1 }))
+})

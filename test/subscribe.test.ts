@@ -292,3 +292,14 @@ t.test('an engine that fails a read with something other than an Error: the poll
   t.equal(response.statusCode, 500)
   t.match(response.json(), { statusCode: 500, error: 'Internal Server Error' })
 })
+
+t.test('a channel named both flat and nested (a query-string parser that gives both) is read once, from the cursor named last, the nested one', async t => {
+  const app = Fastify({ routerOptions: { querystringParser: () => ({ 'subscribed[room]': 'all', subscribed: { room: '0' }, wait: '0' }) } })
+  t.teardown(() => app.close())
+  await app.register(comet)
+  const { id } = await app.comet.publish('room', 'kept')
+  const response = await app.inject('/comet/subscribe')
+  t.equal(response.statusCode, 200)
+  t.same(response.json(), { s: 0, p: { room: id } }, 'read from now, not from all held')
+  t.equal(response.body.match(/"room"/g)?.length, 1, 'the channel once in the reply')
+})
