@@ -14,6 +14,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { HeapAllocations } from './heap-allocations.js'
+import { PhaseProfiles } from './phase-profiles.js'
 
 export const host = '127.0.0.1'
 
@@ -49,6 +50,9 @@ const keepAliveMs = 600_000
 /** Runs a contender with the control server, and prints one JSON line with both ports when ready. */
 export async function serveContender (contender: Contender): Promise<void> {
   const allocations = new HeapAllocations()
+  const phaseProfilesDirectory = process.env.BENCH_CPU_PROF_PHASES
+  const phaseProfiles = phaseProfilesDirectory === undefined ? undefined : new PhaseProfiles(phaseProfilesDirectory)
+  await phaseProfiles?.start()
   // The harness stops a server with SIGTERM: exit normally, so 'exit' handlers and --cpu-prof run.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => process.exit(0))
   const { server } = contender
@@ -92,6 +96,8 @@ export async function serveContender (contender: Contender): Promise<void> {
       const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage()
       const stats: ServerStats = { cpu: process.cpuUsage(), memory: { rss, heapUsed, heapTotal, external, arrayBuffers }, allocatedBytes, open }
       sendJson(response, stats)
+      // After the answer, so that the driver's phase starts as it would without a profile.
+      void phaseProfiles?.cut()
     } else if (url.pathname === '/open') {
       openWaiters.push({ atLeast: Number(url.searchParams.get('atLeast')), response })
       answerOpenWaiters()
