@@ -349,6 +349,8 @@ export class PendingPoll implements ChannelWatcher {
     return this.#reply
   }
 
+  // answer() and fail() stay apart: one method taking an outcome object would make one for every
+  // answer, on the path a publish takes for each of thousands of polls.
   /** @internal The bus's answer. */
   answer (json: string): void {
     const answerer = this.#answerer
