@@ -174,7 +174,7 @@ export class MemoryEngine implements CometEngine {
     if (newest !== undefined && position === newest.id) {
       // Every poll woken by a publish comes back here: while its "now" is the newest event
       // (#head), they all get one read, made once.
-      if (ms - newest.ms < this.#youngMs) return newest.caughtUp ??= { events: noEvents, next: newest.id, gap: false }
+      if (this.#isNow(newest, ms)) return newest.caughtUp ??= { events: noEvents, next: newest.id, gap: false }
       return this.#backlog(held, events, events.length, limit, false, ms)
     }
     const after = this.#parseCursor(channel, position)
@@ -238,6 +238,11 @@ export class MemoryEngine implements CometEngine {
     return (created?.ms ?? ms) - after.ms >= this.#historyTtlMs
   }
 
+  /** Whether a channel's newest event is young enough to serve as its cursor at "now" (see #head). */
+  #isNow (newest: HeldEvent, ms: number): boolean {
+    return ms - newest.ms < this.#youngMs
+  }
+
   // A cursor that every later event of the channel comes after, and no held or lost one does.
   #head (held: Channel | undefined, ms: number): string {
     // The newest event while it is young: the polls woken by one publish poll again from its id,
@@ -246,7 +251,7 @@ export class MemoryEngine implements CometEngine {
     // says how recently the client was told that nothing more was lost, which a channel dropped
     // and created again relies on (#lostAfter).
     const newest = held?.events[held.events.length - 1]
-    if (newest !== undefined && ms - newest.ms < this.#youngMs) return newest.id
+    if (newest !== undefined && this.#isNow(newest, ms)) return newest.id
     // After every event so far, of any channel: one evicted in this very millisecond must not come
     // after "now", or its gap would be told again.
     const n = this.#last.ms === ms ? this.#last.n : 0
