@@ -22,6 +22,24 @@ export function isChannelName (value: unknown): value is string {
   return typeof value === 'string' && channelNameRegExp.test(value)
 }
 
+/**
+ * 1 to 128 characters that are safe in a Redis key and an HTTP header: UUIDs, ULIDs, hex and
+ * base64 (either alphabet) all fit. The header of the IETF draft "The Idempotency-Key HTTP Header
+ * Field" is a Structured Field string, in double quotes: they are taken off first.
+ */
+const idempotencyKeyRegExp = /^[A-Za-z0-9_.:~@+/=-]{1,128}$/
+
+export function isIdempotencyKey (value: unknown): value is string {
+  return typeof value === 'string' && idempotencyKeyRegExp.test(value)
+}
+
+/** The key an `Idempotency-Key` header carries, quoted or not; the bus checks it. */
+export function idempotencyKeyOfHeader (header: string | string[]): string {
+  // Node.js joins a header sent twice with ", ", which no key contains: the bus refuses it.
+  const value = Array.isArray(header) ? header.join(', ') : header
+  return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value
+}
+
 /** The channels a subscribe names, each once, in order, and where to read each from. */
 export interface Subscription {
   readonly channels: readonly string[]
