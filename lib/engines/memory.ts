@@ -64,14 +64,13 @@ interface Channel {
   lostThrough: Position | undefined
 }
 
-/** An idempotency key within its window, and what its first publish stored. */
-interface RememberedKey {
+/** An idempotency key within its window, and what its first publish stored; its position is its event's. */
+interface RememberedKey extends Position {
   /** The channel and the key, as #idempotencyKeys is keyed. */
   readonly scoped: string
   readonly id: string
   /** A digest of the event's JSON: the same key with other data is refused, and the data itself need not be kept. */
   readonly fingerprint: string
-  readonly ms: number
   readonly bytes: number
 }
 
@@ -184,7 +183,7 @@ export class MemoryEngine implements CometEngine {
     const event = this.#append(channel, json)
     // Remembered before any watcher hears of the event, so that nothing it does can publish it twice.
     const bytes = keyCost + scoped.length + event.id.length + fingerprint.length
-    this.#idempotencyKeys.set(scoped, { scoped, id: event.id, fingerprint, ms: event.ms, bytes })
+    this.#idempotencyKeys.set(scoped, { scoped, id: event.id, fingerprint, ms: event.ms, n: event.n, bytes })
     this.#bytes += bytes
     if (this.#idempotencyKeys.size > this.#idempotencyKeyLimit) this.#forgetOldestKey()
     this.#withinBudgets(event)
@@ -213,15 +212,15 @@ export class MemoryEngine implements CometEngine {
     return event
   }
 
-  // The budgets evict the oldest events of any channel, the new one last, and the oldest
-  // idempotency keys, whichever of the two is older first: a key forgotten early lets a late
-  // retry publish again, an event evicted early gives a gap, and the older of the two is the
-  // least likely to be needed.
+  // The budgets evict the oldest events of any channel and the oldest idempotency keys, whichever
+  // is older first (a key is as old as its event): a key forgotten early lets a late retry publish
+  // again, an event evicted early gives a gap, and the older is the least likely to be needed. The
+  // new event and its key go last, and stay even alone over the budget, as a publish never fails.
   #withinBudgets (newest: HeldEvent): void {
     while (this.#bytes > this.#historyBytes || this.#holding > this.#historyChannels) {
       const oldest = this.#oldest as HeldEvent
       const key = this.#holding > this.#historyChannels ? undefined : this.#idempotencyKeys.values().next().value
-      if (key !== undefined && (oldest === newest || key.ms <= oldest.ms)) this.#forgetOldestKey()
+      if (key !== undefined && compare(key, newest) < 0 && (oldest === newest || compare(key, oldest) < 0)) this.#forgetOldestKey()
       else if (oldest !== newest) this.#evictOldest()
       else return
     }
