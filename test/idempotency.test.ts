@@ -201,3 +201,13 @@ t.test('keys alone cannot push the newest event out of the budget', async t => {
   t.ok(events.length > 0 && events[events.length - 1]?.json === '49', 'the newest event is held')
   t.ok(engine.historyUsage().bytes <= 3_000)
 })
+
+t.test('an event and its key over the whole budget are both kept, as a publish never fails for it', async t => {
+  const engine = new MemoryEngine({ historyBytes: 400, historyTtl: Infinity })
+  t.teardown(() => engine.close())
+  await engine.publishIdempotent('room', '1', 'old-key')
+  const newest = await engine.publishIdempotent('room', '2', 'new-key')
+  t.same(await engine.publishIdempotent('room', '2', 'new-key'), { id: newest.id, replayed: true }, 'the newest key is remembered')
+  t.same(engine.read('room', fromOldest, 10).events.map(e => e.id), [newest.id])
+  t.equal(engine.historyUsage().idempotencyKeys, 1, 'the older key went')
+})
