@@ -24,6 +24,7 @@ const engines: Array<[string, MakeServer]> = [
 for (const [name, makeServer] of engines) {
   t.test(`${name}: a page rendered with a position, then subscribing from it, gets exactly what was published in between`, async t => {
     const { app, origin } = await makeServer(t, 100)
+    await app.comet.publish('room', 'long before')
     await app.comet.publish('room', 'before')
     const position = await app.comet.position('room')
     const between = [await app.comet.publish('room', 'one'), await app.comet.publish('room', 'two')]
