@@ -33,11 +33,12 @@ export function isIdempotencyKey (value: unknown): value is string {
   return typeof value === 'string' && idempotencyKeyRegExp.test(value)
 }
 
-/** The key an `Idempotency-Key` header carries, quoted or not; the bus checks it. */
-export function idempotencyKeyOfHeader (header: string | string[]): string {
-  // Node.js joins a header sent twice with ", ", which no key contains: the bus refuses it.
-  const value = Array.isArray(header) ? header.join(', ') : header
-  return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value
+/**
+ * The key an `Idempotency-Key` header carries, quoted or not; the bus checks it. Node.js joins a
+ * header sent twice into one string with ", ", which no key contains: the bus refuses it.
+ */
+export function idempotencyKeyOfHeader (header: string): string {
+  return header.length >= 2 && header.startsWith('"') && header.endsWith('"') ? header.slice(1, -1) : header
 }
 
 /** The channels a subscribe names, each once, in order, and where to read each from. */

@@ -135,3 +135,9 @@ t.test('publishing on a closed engine is refused', async t => {
   await engine.close()
   await t.rejects(engine.publish('room', '1'), { code: 'FST_COMET_CLOSED' })
 })
+
+t.test('a keyed publish on a closed engine is refused', async t => {
+  const engine = new MemoryEngine()
+  await engine.close()
+  await t.rejects(engine.publishIdempotent('room', '1', 'k'), { code: 'FST_COMET_CLOSED' })
+})

@@ -230,3 +230,9 @@ t.test('watching on a closed engine is refused', async t => {
   await engine.close()
   await t.rejects(async () => engine.watch('room', recorder()), { code: 'FST_COMET_CLOSED' })
 })
+
+t.test('a keyed publish on a closed engine is refused', async t => {
+  const engine = new RedisEngine({ redis: redis.url, keyPrefix: prefix() })
+  await engine.close()
+  await t.rejects(engine.publishIdempotent('room', '1', 'k'), { code: 'FST_COMET_CLOSED' })
+})

@@ -82,7 +82,8 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     if (authorizePublish !== undefined) await authorizeEach(request, [channel], authorizePublish, 'publish to')
     // Checked by the bus rather than a header schema: fastify.comet.publish() takes the same key,
     // and a publish without one costs no validation of its headers.
-    const header = request.headers['idempotency-key']
+    // Node.js gives an array only for set-cookie: a header sent twice is one string (see idempotencyKeyOfHeader).
+    const header = request.headers['idempotency-key'] as string | undefined
     // No body is a plain "something changed" notification, as in the PHP original.
     const result = await bus.publish(channel, request.body ?? null, header === undefined ? undefined : { idempotencyKey: idempotencyKeyOfHeader(header) })
     // The name Stripe's API uses; the body is the first publish's, as the IETF draft asks.
