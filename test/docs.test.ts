@@ -1,7 +1,8 @@
 // The documentation cannot rot: every ```ts block of README.md and docs/*.md is type-checked as a
 // user's file importing 'fastify-comet' (mapped to this checkout's sources), every relative link
-// points at a file and heading that exist, the README's options table names every option, and
-// docs/errors.md names every error code. How to mark a fragment: docs/testing.md.
+// points at a file and heading that exist, the README's options table names every option,
+// docs/errors.md every error code, docs/testing.md every test file, and docs/README.md every page.
+// How to mark a fragment, and what each check asks of a new page: docs/testing.md.
 import { readdirSync, readFileSync, existsSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -136,6 +137,14 @@ t.test('docs/README.md, the table of contents, links every page of docs/', async
   const index = new Set(links(read('docs/README.md')).map(link => link.target.split('#')[0]))
   for (const page of pages().filter(page => page.startsWith('docs/') && page !== 'docs/README.md')) {
     t.ok(index.has(page.slice('docs/'.length)), `docs/README.md links ${page}`)
+  }
+})
+
+t.test('docs/testing.md names every test file', async t => {
+  const testingPage = read('docs/testing.md')
+  for (const file of readdirSync(join(repoRoot, 'test')).filter(name => name.endsWith('.test.ts'))) {
+    const name = file.slice(0, -'.test.ts'.length)
+    t.ok(testingPage.includes(`\`${name}\``), `docs/testing.md names test/${file} as \`${name}\``)
   }
 })
 
