@@ -1,9 +1,10 @@
 // The in-memory engine: each channel's recent events in this process, watchers woken synchronously.
-import { hash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { getHeapStatistics } from 'node:v8'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, IdempotentPublish, ReadPosition, StoredEvent } from './engine.js'
 import { fromNow, fromOldest } from './engine.js'
 import { errors } from '../errors.js'
+import { IdempotencyKeys } from './idempotency-keys.js'
 import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl, defaultIdempotencyKeys, defaultIdempotencyWindow } from '../options.js'
 
 export interface MemoryEngineOptions {
@@ -64,16 +65,6 @@ interface Channel {
   lostThrough: Position | undefined
 }
 
-/** An idempotency key within its window, and what its first publish stored; its position is its event's. */
-interface RememberedKey extends Position {
-  /** The channel and the key, as #idempotencyKeys is keyed. */
-  readonly scoped: string
-  readonly id: string
-  /** A digest of the event's JSON: the same key with other data is refused, and the data itself need not be kept. */
-  readonly fingerprint: string
-  readonly bytes: number
-}
-
 const noEvents: readonly StoredEvent[] = Object.freeze([])
 
 const cursorPattern = /^([A-Za-z0-9_-]{8})\.([0-9a-z]{1,10})\.([0-9a-z]{1,10})$/
@@ -84,8 +75,6 @@ const cursorPattern = /^([A-Za-z0-9_-]{8})\.([0-9a-z]{1,10})\.([0-9a-z]{1,10})$/
  */
 const eventCost = 270
 const channelCost = 560
-/** What an idempotency key costs besides the characters of its channel, key, id and fingerprint. */
-const keyCost = 200
 
 /**
  * The default `historyBytes`: a quarter of the heap Node.js may grow to (about 1 GiB of a 4 GiB
@@ -128,10 +117,8 @@ export class MemoryEngine implements CometEngine {
   readonly #sweepTimer: NodeJS.Timeout
   /** How long the newest event of a channel serves as its cursor at "now": see #head. */
   readonly #youngMs: number
-  /** Idempotency keys within their window, oldest first: the clock never goes back, so this is also their order of expiry. */
-  readonly #idempotencyKeys = new Map<string, RememberedKey>()
-  readonly #idempotencyWindowMs: number
-  readonly #idempotencyKeyLimit: number
+  /** Idempotency keys within their window; their bytes count in historyBytes. */
+  readonly #idempotencyKeys: IdempotencyKeys
   #clockMs = 0
   /** The cursor at "now" last made, after every event so far: polls share it until the clock or the timeline moves. */
   #nowCursor = { ms: -1, n: 0, cursor: '' }
@@ -152,13 +139,12 @@ export class MemoryEngine implements CometEngine {
     this.#historyTtlMs = historyTtl * 1000
     this.#historyBytes = historyBytes
     this.#historyChannels = historyChannels
-    this.#idempotencyWindowMs = idempotencyWindow * 1000
-    this.#idempotencyKeyLimit = idempotencyKeys
+    this.#idempotencyKeys = new IdempotencyKeys(idempotencyWindow * 1000, idempotencyKeys)
     this.#youngMs = Math.min(1000, this.#historyTtlMs / 100)
     this.#now = now
     // Expired events are also trimmed on every read, and expired keys on every keyed publish; the
     // sweep is what drops idle channels, and the keys of a channel no longer published on.
-    this.#sweepTimer = setInterval(() => this.#sweep(), Math.min(this.#historyTtlMs, this.#idempotencyWindowMs, 60_000)).unref()
+    this.#sweepTimer = setInterval(() => this.#sweep(), Math.min(this.#historyTtlMs, idempotencyWindow * 1000, 60_000)).unref()
   }
 
   async publish (channel: string, json: string): Promise<string> {
@@ -171,21 +157,14 @@ export class MemoryEngine implements CometEngine {
 
   async publishIdempotent (channel: string, json: string, idempotencyKey: string): Promise<IdempotentPublish> {
     if (this.#closed) throw new errors.FST_COMET_CLOSED()
-    this.#forgetExpiredKeys(this.#tick())
-    // A space is in neither a channel name nor a key.
-    const scoped = `${channel} ${idempotencyKey}`
-    const fingerprint = hash('sha1', json, 'base64')
-    const known = this.#idempotencyKeys.get(scoped)
-    if (known !== undefined) {
-      if (known.fingerprint !== fingerprint) throw new errors.FST_COMET_IDEMPOTENCY_KEY_REUSED(JSON.stringify(idempotencyKey), channel)
-      return { id: known.id, replayed: true }
+    const lookup = this.#idempotencyKeys.find(channel, idempotencyKey, json, this.#tick())
+    if (lookup.known) {
+      if (!lookup.sameData) throw new errors.FST_COMET_IDEMPOTENCY_KEY_REUSED(JSON.stringify(idempotencyKey), channel)
+      return { id: lookup.id, replayed: true }
     }
     const event = this.#append(channel, json)
     // Remembered before any watcher hears of the event, so that nothing it does can publish it twice.
-    const bytes = keyCost + scoped.length + event.id.length + fingerprint.length
-    this.#idempotencyKeys.set(scoped, { scoped, id: event.id, fingerprint, ms: event.ms, n: event.n, bytes })
-    this.#bytes += bytes
-    if (this.#idempotencyKeys.size > this.#idempotencyKeyLimit) this.#forgetOldestKey()
+    this.#idempotencyKeys.remember(lookup, event)
     this.#withinBudgets(event)
     this.#notify(event.channel)
     return { id: event.id, replayed: false }
@@ -217,10 +196,10 @@ export class MemoryEngine implements CometEngine {
   // again, an event evicted early gives a gap, and the older is the least likely to be needed. The
   // new event and its key go last, and stay even alone over the budget, as a publish never fails.
   #withinBudgets (newest: HeldEvent): void {
-    while (this.#bytes > this.#historyBytes || this.#holding > this.#historyChannels) {
+    while (this.#bytes + this.#idempotencyKeys.bytes > this.#historyBytes || this.#holding > this.#historyChannels) {
       const oldest = this.#oldest as HeldEvent
-      const key = this.#holding > this.#historyChannels ? undefined : this.#idempotencyKeys.values().next().value
-      if (key !== undefined && compare(key, newest) < 0 && (oldest === newest || compare(key, oldest) < 0)) this.#forgetOldestKey()
+      const key = this.#holding > this.#historyChannels ? undefined : this.#idempotencyKeys.oldest()
+      if (key !== undefined && compare(key, newest) < 0 && (oldest === newest || compare(key, oldest) < 0)) this.#idempotencyKeys.forgetOldest()
       else if (oldest !== newest) this.#evictOldest()
       else return
     }
@@ -286,7 +265,7 @@ export class MemoryEngine implements CometEngine {
 
   /** Bytes held as `historyBytes` counts them, channels holding events, and idempotency keys remembered: for tests and measurements. */
   historyUsage (): { bytes: number, channels: number, idempotencyKeys: number } {
-    return { bytes: this.#bytes, channels: this.#holding, idempotencyKeys: this.#idempotencyKeys.size }
+    return { bytes: this.#bytes + this.#idempotencyKeys.bytes, channels: this.#holding, idempotencyKeys: this.#idempotencyKeys.size }
   }
 
   #backlog (held: Channel | undefined, events: HeldEvent[], start: number, limit: number, gap: boolean, ms: number): ChannelBacklog {
@@ -391,23 +370,9 @@ export class MemoryEngine implements CometEngine {
     }
   }
 
-  #forgetExpiredKeys (ms: number): void {
-    for (const key of this.#idempotencyKeys.values()) {
-      if (ms - key.ms < this.#idempotencyWindowMs) return
-      this.#idempotencyKeys.delete(key.scoped)
-      this.#bytes -= key.bytes
-    }
-  }
-
-  #forgetOldestKey (): void {
-    const key = this.#idempotencyKeys.values().next().value as RememberedKey
-    this.#idempotencyKeys.delete(key.scoped)
-    this.#bytes -= key.bytes
-  }
-
   #sweep (): void {
     const ms = this.#tick()
-    this.#forgetExpiredKeys(ms)
+    this.#idempotencyKeys.forgetExpired(ms)
     for (const [channel, held] of this.#channels) {
       this.#trimExpired(held, ms)
       this.#dropIfIdle(channel, held)
