@@ -96,8 +96,8 @@ for (const [what, key] of badKeys) {
 
 t.test('server code with a bad idempotencyKey is refused with FST_COMET_INVALID_IDEMPOTENCY_KEY', async t => {
   const app = await appWith(t)
-  for (const key of ['', 'k'.repeat(129), 'a b', 7, null, { key: 'k' }]) {
-    await t.rejects(app.comet.publish('room', 1, { idempotencyKey: key as string }), { statusCode: 400, code: 'FST_COMET_INVALID_IDEMPOTENCY_KEY' }, JSON.stringify(key))
+  for (const key of ['', 'k'.repeat(129), 'a b', 7, null, { key: 'k' }, () => 'k']) {
+    await t.rejects(app.comet.publish('room', 1, { idempotencyKey: key as string }), { statusCode: 400, code: 'FST_COMET_INVALID_IDEMPOTENCY_KEY', message: /^fastify-comet: invalid idempotency key (?!undefined)/ }, String(key))
   }
   t.same(await app.comet.publish('room', 1, { idempotencyKey: 'A-z_0.9:~@+/=' }), { id: (await app.comet.history('room')).events[0]?.id }, 'every allowed character')
   t.same(await app.comet.publish('room', 1, { idempotencyKey: 'k'.repeat(128) }).then(r => r.replayed), undefined, 'the longest key')

@@ -72,7 +72,8 @@ for (const [name, makeServer] of engines) {
     await t.rejects(app.comet.position('a b'), { statusCode: 400, code: 'FST_COMET_INVALID_CHANNEL' })
     await t.rejects(app.comet.position(undefined as unknown as string), { code: 'FST_COMET_INVALID_CHANNEL' })
     await t.rejects(app.comet.history('x'.repeat(129)), { statusCode: 400, code: 'FST_COMET_INVALID_CHANNEL' })
-    for (const limit of [0, -1, 1.5, NaN, Infinity, '3']) {
+    await t.rejects(app.comet.history(undefined as unknown as string), { code: 'FST_COMET_INVALID_CHANNEL', message: /channel name undefined;/ })
+    for (const limit of [0, -1, 1.5, NaN, Infinity, '3', () => 3]) {
       await t.rejects(app.comet.history('room', { limit: limit as number }), { statusCode: 400, code: 'FST_COMET_INVALID_LIMIT', message: /^fastify-comet: history limit must be a positive integer/ }, `limit ${String(limit)}`)
     }
     for (const after of ['garbage', '', 'all', 7, null]) {
