@@ -111,3 +111,28 @@ t.test('maxReplyBytes must be a positive integer', async t => {
   t.teardown(() => fastify.close())
   await t.rejects(async () => { await fastify.register(comet, { maxReplyBytes: 0 }) }, { code: 'FST_COMET_INVALID_OPTION', message: /option "maxReplyBytes" must be a positive integer/ })
 })
+
+t.test('a gapped channel cut short after some of its events reports its gap with them', async t => {
+  // About 440 bytes for each event as it is sent: two fit in a reply, the third waits.
+  const fastify = await app(t, { maxReplyBytes: 1000 })
+  for (const n of [1, 2, 3]) await fastify.comet.publish('restarted', String(n).repeat(400))
+  const otherInstance = 'AAAAAAAA.mwra2dyh.1'
+  const replies = await drain(fastify, { restarted: otherInstance })
+  t.same(replies.map(r => r.m?.restarted?.length), [2, 1])
+  t.same(replies.map(r => r.gap), [['restarted'], undefined], 'the gap comes with the first events, once')
+})
+
+t.test('a reply of three-byte characters stays within maxReplyBytes', async t => {
+  // 170 "€" are 170 UTF-16 units and 510 bytes of UTF-8: two such events are over 1000 bytes, though
+  // two bytes per unit would make them look well within it.
+  const fastify = await app(t, { maxReplyBytes: 1000 })
+  const euros = '€'.repeat(170)
+  await fastify.comet.publish('room', euros)
+  await fastify.comet.publish('room', euros)
+  const replies = await drain(fastify, { room: 'all' })
+  for (const reply of replies) {
+    const bytes = Buffer.byteLength(Object.values(reply.m ?? {}).flat().map(e => JSON.stringify(e)).join(','))
+    t.ok(bytes <= 1000, `${bytes} bytes of events`)
+  }
+  t.same(received(replies), { room: [euros, euros] })
+})
