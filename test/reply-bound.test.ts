@@ -2,7 +2,7 @@
 // poll, with nothing lost or repeated.
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import comet, { type CometOptions } from '../plugin.js'
+import comet, { MemoryEngine, type CometOptions } from '../plugin.js'
 import { subscribeQuery, type PollReply } from './helpers.js'
 
 async function app (t: Test, options: CometOptions): Promise<FastifyInstance> {
@@ -135,4 +135,17 @@ t.test('a reply of three-byte characters stays within maxReplyBytes', async t =>
     t.ok(bytes <= 1000, `${bytes} bytes of events`)
   }
   t.same(received(replies), { room: [euros, euros] })
+})
+
+t.test('the bound counts each event as it is sent, with its braces, names and comma', async t => {
+  // Regression: 16 bytes were counted around each event, 18 are sent, and a reply went over the bound.
+  const engine = new MemoryEngine()
+  t.teardown(() => engine.close())
+  const unbounded = await app(t, { engine })
+  for (const n of [1, 2, 3]) await unbounded.comet.publish('room', String(n).repeat(100))
+  const whole = await subscribe(unbounded, { room: 'all' })
+  const sent = Buffer.byteLength((whole.body.m?.room ?? []).map(e => JSON.stringify(e)).join(','))
+  const bounded = await app(t, { engine, maxReplyBytes: sent - 1 })
+  const cut = await subscribe(bounded, { room: 'all' })
+  t.same(cut.body.m?.room?.map(e => e.data), ['1'.repeat(100), '2'.repeat(100)], `three events are ${sent} bytes: two go`)
 })
