@@ -99,7 +99,8 @@ t.test('a gap on a channel none of whose events fit is reported once, with those
 
 t.test('a waiting poll woken by a publish bigger than the bound still gets it', async t => {
   const fastify = await app(t, { maxReplyBytes: 100, tries: 20, sleep: 1 })
-  const { body } = await subscribe(fastify, { a: '0', b: '0' })
+  // wait=0: the cursors at "now" at once, not after the 20 s this server lets a poll wait.
+  const body = (await fastify.inject(`/comet/subscribe?${subscribeQuery({ a: '0', b: '0' })}&wait=0`)).json<PollReply>()
   const waiting = subscribe(fastify, body.p)
   await new Promise(resolve => setImmediate(resolve))
   await fastify.comet.publish('a', 'x'.repeat(300))
