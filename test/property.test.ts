@@ -17,8 +17,8 @@ t.test('a soak that finds a failure before its time limit fails with fast-check\
   t.same(await checkWithinTime(fc.asyncProperty(fc.nat(), async () => true), { numRuns: 20, timeLimitMs: 60_000 }), { ran: 20, outOfTime: false }, 'and one that passes in time ran every scenario')
 })
 
-deliveryProperty(t, 'one server', async batchSize => {
-  const { app, origin } = await serve(t, { tries: TRIES, sleep: SLEEP, historySize: HISTORY_SIZE, batchSize })
+deliveryProperty(t, 'one server', async limits => {
+  const { app, origin } = await serve(t, { tries: TRIES, sleep: SLEEP, historySize: HISTORY_SIZE, ...limits })
   return { apps: [app], origins: [origin], close: () => closeServer(app) }
 }, {
   numRuns: Number(process.env.PROPERTY_RUNS ?? 80),
