@@ -28,7 +28,7 @@ export interface ExampleOptions {
 }
 
 /**
- * Starts example/server.ts on `port` and resolves once it listens (every worker, for a cluster).
+ * Starts example/chat/server.ts on `port` and resolves once it listens (every worker, for a cluster).
  * The process is killed when the test ends, if it still runs.
  */
 export async function startExample (t: Test, { port = 0, redisUrl, workers }: ExampleOptions = {}): Promise<ExampleServer> {
@@ -38,7 +38,7 @@ export async function startExample (t: Test, { port = 0, redisUrl, workers }: Ex
   delete env.LOG_LEVEL
   if (redisUrl !== undefined) env.REDIS_URL = redisUrl
   if (workers !== undefined) env.WORKERS = String(workers)
-  const server: ChildProcessByStdio<null, Readable, null> = spawn(...outsideTap(process.execPath, ['--import=tsx', 'example/server.ts']), {
+  const server: ChildProcessByStdio<null, Readable, null> = spawn(...outsideTap(process.execPath, ['--import=tsx', 'example/chat/server.ts']), {
     cwd: repoRoot,
     // As `npm start` runs it: with the example's own log level.
     env,

@@ -16,9 +16,9 @@ import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import Fastify from 'fastify'
 import { Registry } from 'prom-client'
-import comet from '../plugin.js'
-import { registerCometMetrics } from '../lib/prometheus.js'
-import type { CometEngine } from '../lib/engines/engine.js'
+import comet from '../../plugin.js'
+import { registerCometMetrics } from '../../lib/prometheus.js'
+import type { CometEngine } from '../../lib/engines/engine.js'
 import { MessageStore, RedisMessageStore, type ChatMessage, type ChatStore } from './messages.js'
 
 const port = Number(process.env.PORT ?? 3000)
@@ -148,7 +148,7 @@ async function serve (): Promise<void> {
 /** The Redis engine and a store in Redis, both closed with the server. */
 async function onRedis (fastify: ReturnType<typeof Fastify>, url: string): Promise<{ engine: CometEngine, store: ChatStore }> {
   // Loaded only here: plain `npm start` needs neither ioredis nor the engine.
-  const [{ Redis }, { RedisEngine }] = await Promise.all([import('ioredis'), import('../lib/engines/redis/index.js')])
+  const [{ Redis }, { RedisEngine }] = await Promise.all([import('ioredis'), import('../../lib/engines/redis/index.js')])
   const engine = new RedisEngine({ redis: url, historySize: recentMessages, historyTtl: keepSeconds })
   // A connection of the store's own: while Redis is down, a command fails at once (no offline
   // queue), so a post gets 503 instead of waiting; it reconnects within a second of Redis's return.
