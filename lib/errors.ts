@@ -66,12 +66,13 @@ export const errors = {
     'fastify-comet: not allowed to %s channel "%s"',
     403
   ),
+  /** Past maxPending; the error carries its Retry-After as `headers` (see withRetryAfter). */
   FST_COMET_TOO_MANY_PENDING: createError<[number]>(
     'FST_COMET_TOO_MANY_PENDING',
     'fastify-comet: the server holds its most long-polls already (maxPending %d); retry after the Retry-After delay',
     503
   ),
-  /** The engine's store (Redis) cannot be reached; the reply carries Retry-After. */
+  /** The engine's store (Redis) cannot be reached; the error carries `headers` with a Retry-After of 1 s. */
   FST_COMET_ENGINE_UNAVAILABLE: createError<[string]>(
     'FST_COMET_ENGINE_UNAVAILABLE',
     'fastify-comet: the engine cannot reach its store (%s); retry after the Retry-After delay, and check that Redis is up',
@@ -82,4 +83,24 @@ export const errors = {
     'fastify-comet: the server is closing; publish before fastify.close() or on a running instance',
     503
   )
+}
+
+/** The headers that an error asking the client to come back later carries. */
+export interface RetryAfterHeaders {
+  readonly 'retry-after': string
+}
+
+// An error that asks the client to come back later carries its Retry-After as `headers`, which
+// Fastify's default error handler sets on the reply: a route of the user's that lets one through
+// (calling fastify.comet.publish() while Redis is down) answers with the header, not only the
+// plugin's own routes. Not enumerable, so that a logged error does not repeat it.
+// On the prototype of FST_COMET_ENGINE_UNAVAILABLE, so that every one has it, whoever made it
+// (an engine of a third party too): the Redis engine reconnects within about a second.
+Object.defineProperty(errors.FST_COMET_ENGINE_UNAVAILABLE.prototype, 'headers', {
+  value: Object.freeze({ 'retry-after': '1' } satisfies RetryAfterHeaders)
+})
+
+/** Gives an error the Retry-After, in whole seconds, that Fastify's default error handler sends with it. */
+export function withRetryAfter<E extends Error> (error: E, seconds: number): E & { readonly headers: RetryAfterHeaders } {
+  return Object.defineProperty(error, 'headers', { value: Object.freeze({ 'retry-after': String(seconds) }) }) as E & { readonly headers: RetryAfterHeaders }
 }

@@ -2,7 +2,7 @@
 // limits, authorization) and hand over to the bus.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { CometBus, PollAnswerer } from '../bus.js'
-import { errors } from '../errors.js'
+import { errors, type RetryAfterHeaders } from '../errors.js'
 import type { CometMetrics } from '../metrics.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import { parseSubscription } from '../protocol.js'
@@ -24,7 +24,7 @@ interface PublishRoute {
 }
 
 export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, options }: CometRoutesOptions): Promise<void> {
-  const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds, routeOptions, schemaHide } = options
+  const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, routeOptions, schemaHide } = options
   // Every subscribe answer says how long the server lets a poll wait, in seconds: a client gives up
   // on a poll whose connection died silently once that, plus a margin, has passed.
   const cometWait = String(options.pollTimeoutMs / 1000)
@@ -35,9 +35,11 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   // (A hook on every request would cost each poll a step of Fastify's hook runner.)
   fastify.addHook('onError', async (_request, reply, error) => {
     reply.header('cache-control', 'no-store')
-    if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
-    // The engine reconnects within about a second.
-    if (error.code === 'FST_COMET_ENGINE_UNAVAILABLE') reply.header('retry-after', '1')
+    // The Retry-After that the error carries (see lib/errors.ts), set here too so that the plugin's
+    // routes send it under an error handler of the user's, which may not copy error.headers.
+    if (error.code === 'FST_COMET_TOO_MANY_PENDING' || error.code === 'FST_COMET_ENGINE_UNAVAILABLE') {
+      reply.header('retry-after', (error as unknown as { headers: RetryAfterHeaders }).headers['retry-after'])
+    }
     metrics.onError(error)
   })
 
