@@ -31,6 +31,11 @@ export const errors = {
     'fastify-comet: invalid cursor for channel %s; send "0" (or nothing) to start from now, "all" for everything held, or a cursor this server returned in "p"',
     400
   ),
+  FST_COMET_DUPLICATE_CHANNEL: createError<[string]>(
+    'FST_COMET_DUPLICATE_CHANNEL',
+    'fastify-comet: a subscribe names channel %s more than once; send each channel once, as subscribed[<channel>]=<cursor> with the cursor of its last answer',
+    400
+  ),
   FST_COMET_NO_CHANNEL: createError(
     'FST_COMET_NO_CHANNEL',
     'fastify-comet: a subscribe names no channel; add at least one subscribed[<channel>]=<cursor> to the query string',
@@ -39,6 +44,11 @@ export const errors = {
   FST_COMET_TOO_MANY_CHANNELS: createError<[number, number]>(
     'FST_COMET_TOO_MANY_CHANNELS',
     'fastify-comet: a subscribe names %d channels, more than maxChannels (%d); split it into several polls or raise maxChannels',
+    400
+  ),
+  FST_COMET_NO_PUBLISH_CHANNEL: createError<[string, string]>(
+    'FST_COMET_NO_PUBLISH_CHANNEL',
+    'fastify-comet: a publish names no channel; put it in the path, POST %s/publish/<channel>, or in the query string, POST %s/publish?channel=<channel>',
     400
   ),
   FST_COMET_INVALID_DATA: createError<[string]>(

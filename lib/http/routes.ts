@@ -71,7 +71,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
 
   // The channel goes in the path, or in the query string: WHATWG URL clients (browsers, fetch)
   // resolve the names "." and "..", even percent-encoded, as dot segments before sending.
-  const publishOptions = { ...routeOptions, schemaErrorFormatter: publishValidationError, bodyLimit: maxPayload }
+  const publishOptions = { ...routeOptions, schemaErrorFormatter: publishValidationError(options.prefix), bodyLimit: maxPayload }
   fastify.post<PublishRoute>('/publish/*', { ...publishOptions, schema: routeSchema(publishInPathSchema, schemaHide) }, async (request, reply) => {
     return publish(request, reply, request.params['*'])
   })
@@ -123,13 +123,19 @@ function subscribeValidationError (validationErrors: FastifySchemaValidationErro
     if (error.keyword === 'pattern' && cursorOf !== null) {
       return new errors.FST_COMET_INVALID_CURSOR(JSON.stringify(cursorOf[1] ?? cursorOf[2]))
     }
+    // Several cursors of one channel: see cursorOfOneChannel in schemas.ts.
+    if (error.keyword === 'maxItems' && cursorOf !== null) {
+      return new errors.FST_COMET_DUPLICATE_CHANNEL(JSON.stringify(cursorOf[1] ?? cursorOf[2]))
+    }
   }
   return fastifyValidationError(validationErrors, dataVar)
 }
 
 // The channel is all that the publish schemas check (in the path, or as ?channel=).
-function publishValidationError (): Error {
-  return new errors.FST_COMET_INVALID_CHANNEL('in the publish URL')
+function publishValidationError (prefix: string): (validationErrors: FastifySchemaValidationError[]) => Error {
+  return validationErrors => validationErrors.some(e => e.keyword === 'required' || e.keyword === 'minLength')
+    ? new errors.FST_COMET_NO_PUBLISH_CHANNEL(prefix, prefix)
+    : new errors.FST_COMET_INVALID_CHANNEL('in the publish URL')
 }
 
 // What Fastify answers when a route has no formatter of its own.
