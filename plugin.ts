@@ -26,6 +26,9 @@ declare module 'fastify' {
 }
 
 const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions) => {
+  // Before Fastify's own FST_ERR_DEC_ALREADY_PRESENT (or a duplicated route), which would not say
+  // what to do. An encapsulated context of its own may hold another, whose fastify.comet shadows this one.
+  if (Object.hasOwn(fastify, 'comet')) throw new errors.FST_COMET_ALREADY_REGISTERED()
   const options = resolveOptions(rawOptions)
   const ownsEngine = options.engine === undefined
   const engine = options.engine ?? new MemoryEngine({

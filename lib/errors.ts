@@ -15,6 +15,12 @@ export const errors = {
     'fastify-comet: unknown option "%s"; the options are %s',
     500
   ),
+  /** The plugin registered a second time in one encapsulation context. */
+  FST_COMET_ALREADY_REGISTERED: createError(
+    'FST_COMET_ALREADY_REGISTERED',
+    'fastify-comet: registered twice on one instance (it has fastify.comet already); register it once, or, for a second set of channels, once more inside an encapsulated context with a prefix of its own: fastify.register(async child => { await child.register(fastifyComet, { prefix: "/other" }) })',
+    500
+  ),
   /** Neither the compiled client nor its source is where the package put it. */
   FST_COMET_CLIENT_MISSING: createError<[string]>(
     'FST_COMET_CLIENT_MISSING',
