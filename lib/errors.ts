@@ -21,6 +21,12 @@ export const errors = {
     'fastify-comet: registered twice on one instance (it has fastify.comet already); register it once, or, for a second set of channels, once more inside an encapsulated context with a prefix of its own: fastify.register(async child => { await child.register(fastifyComet, { prefix: "/other" }) })',
     500
   ),
+  /** registerCometMetrics() on a registry that has metrics of the same names, of another fastify.comet or not. */
+  FST_COMET_METRICS_ALREADY_REGISTERED: createError<[string]>(
+    'FST_COMET_METRICS_ALREADY_REGISTERED',
+    'fastify-comet: the registry has a metric named %s already, not registered by registerCometMetrics() for this fastify.comet; give each instance a prefix (registerCometMetrics(fastify.comet, { prefix: "comet_other_" })) or a registry of its own, or remove the old instance\'s metrics (registry.clear()) before registering the new one\'s',
+    500
+  ),
   /** Neither the compiled client nor its source is where the package put it. */
   FST_COMET_CLIENT_MISSING: createError<[string]>(
     'FST_COMET_CLIENT_MISSING',
