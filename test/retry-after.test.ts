@@ -55,3 +55,14 @@ t.test('the plugin\'s routes send Retry-After under an error handler of the user
   t.equal((await waiting).status, 200)
 })
 
+
+t.test('an engine\'s own error with the code FST_COMET_ENGINE_UNAVAILABLE and no Retry-After: 503 without the header, not a crash', async t => {
+  const engine = new MemoryEngine()
+  t.teardown(() => engine.close())
+  engine.publish = async () => { throw Object.assign(new Error('fastify-comet: down'), { code: 'FST_COMET_ENGINE_UNAVAILABLE', statusCode: 503 }) }
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet, { engine })
+  const refused = await app.inject({ method: 'POST', url: '/comet/publish/room' })
+  t.same([refused.statusCode, refused.headers['retry-after'], refused.json().code], [503, undefined, 'FST_COMET_ENGINE_UNAVAILABLE'])
+})

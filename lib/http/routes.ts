@@ -38,7 +38,9 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     // The Retry-After that the error carries (see lib/errors.ts), set here too so that the plugin's
     // routes send it under an error handler of the user's, which may not copy error.headers.
     if (error.code === 'FST_COMET_TOO_MANY_PENDING' || error.code === 'FST_COMET_ENGINE_UNAVAILABLE') {
-      reply.header('retry-after', (error as unknown as { headers: RetryAfterHeaders }).headers['retry-after'])
+      // An engine of a third party may make its own error of the code, without the header.
+      const retryAfter = (error as { headers?: Partial<RetryAfterHeaders> }).headers?.['retry-after']
+      if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
     }
     metrics.onError(error)
   })
