@@ -42,7 +42,7 @@ t.test('past maxPending the bus fails a poll with an error that carries Retry-Af
   const unconfigured = new CometBus(new MemoryEngine(), { pollTimeoutMs: 30_000, maxPending: 1, batchSize: 100, maxPayload: 1000 })
   t.teardown(() => unconfigured.close())
   unconfigured.poll(new Map([['a', fromNow]]))
-  await t.rejects(unconfigured.poll(new Map([['b', fromNow]])).reply, { headers: { 'retry-after': '1' } }, 'a second by default')
+  await t.rejects(unconfigured.poll(new Map([['b', fromNow]])).reply, { code: 'FST_COMET_TOO_MANY_PENDING', headers: { 'retry-after': '1' } }, 'a second by default')
 })
 
 t.test('the plugin\'s routes send Retry-After under an error handler of the user\'s that does not copy error.headers', async t => {
