@@ -19,6 +19,10 @@ t.test('the build writes the client as one module that imports nothing, with a m
   const map = JSON.parse(await readFile(`${outfile}.map`, 'utf8')) as { sources: string[], sourcesContent: string[] }
   t.ok(map.sources.some(source => source.endsWith('lib/client/client.ts')), 'the map names the sources')
   t.equal(map.sourcesContent.length, map.sources.length, 'and holds them, so that it resolves without them')
+  // The channel-name rule and the reply's shape come from where the server defines them, and
+  // nothing else of the server comes along.
+  t.ok(map.sources.some(source => source.endsWith('lib/wire-format.ts')), 'the rule of lib/wire-format.ts is bundled in')
+  t.same(map.sources.filter(source => !/lib\/(client\/[a-z-]+|wire-format)\.ts$/.test(source)), [], 'and no other module of the server')
 
   // As a page imports it: from the text alone (without the link, which a data: URL cannot resolve).
   const alone = script.replace(/^\/\/# sourceMappingURL=.*$/m, '')

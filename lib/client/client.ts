@@ -9,6 +9,7 @@
 // channels and the answers placed in them), tab-sharing.ts (leader election, messages between tabs),
 // polled-channels.ts (the leader's channels), transport.ts (the seam to a transport), poller.ts (the
 // long-poll transport), backoff.ts, wire.ts (the subscribe protocol as the client speaks it).
+import { channelNameRule, isChannelName } from '../wire-format.js'
 import { defaultRetry } from './backoff.js'
 import { callSafely } from './call-safely.js'
 import { closedError, CometClientError, unsubscribedError } from './errors.js'
@@ -22,9 +23,6 @@ import { errorOf } from './wire.js'
 
 export { CometClientError } from './errors.js'
 export type * from './types.js'
-
-/** The same rule as the server's: characters that need no escaping in a URL or JSON. */
-const channelNameRegExp = /^[A-Za-z0-9_.:@-]{1,128}$/
 
 const defaultTimeoutMargin = 10_000
 
@@ -220,7 +218,7 @@ function resolveBase (url: string): URL {
 }
 
 function assertChannelName (channel: unknown): void {
-  if (typeof channel !== 'string' || !channelNameRegExp.test(channel)) {
-    throw new CometClientError(`fastify-comet client: invalid channel name ${JSON.stringify(channel)}; a channel name has 1 to 128 characters from A-Z a-z 0-9 _ - . : @`, 'FST_COMET_INVALID_CHANNEL')
+  if (!isChannelName(channel)) {
+    throw new CometClientError(`fastify-comet client: invalid channel name ${JSON.stringify(channel)}; a channel name has ${channelNameRule}`, 'FST_COMET_INVALID_CHANNEL')
   }
 }

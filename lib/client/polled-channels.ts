@@ -1,6 +1,7 @@
 // The leader's channels: which tabs want each channel, and from which cursor it is followed. It
 // answers the tabs' requests, and hands the set to a transport (the poll loop) that follows it.
-import type { Message, MemberMessage, Batch } from './messages.js'
+import { cursorAllHeld, cursorNow } from '../wire-format.js'
+import type { Batch, MemberMessage, Message } from './messages.js'
 import type { AskedChannel, PolledChannel, Transport, TransportFactory, TransportState } from './transport.js'
 import type { PollReply } from './wire.js'
 
@@ -50,13 +51,13 @@ export class PolledChannels {
       case 'join': {
         let channel = this.#channels.get(message.c)
         if (channel === undefined) {
-          const cursor = head ?? (message.history ? 'all' : '0')
+          const cursor = head ?? (message.history ? cursorAllHeld : cursorNow)
           channel = { cursor, confirmed: head !== undefined, members: new Map(), keepUntil: 0 }
           this.#channels.set(message.c, channel)
           this.#transport.changed(false)
-        } else if (message.history && !channel.confirmed && channel.cursor !== 'all') {
+        } else if (message.history && !channel.confirmed && channel.cursor !== cursorAllHeld) {
           // Asked before the first answer: that answer brings the history to every tab that waits for it.
-          channel.cursor = 'all'
+          channel.cursor = cursorAllHeld
           this.#transport.changed(true)
         }
         if (!channel.members.has(message.from)) channel.members.set(message.from, Date.now())
