@@ -1,6 +1,6 @@
 // Waiting between retries: exponential backoff with full jitter, a Retry-After as a floor, the
 // longest wait for an answer that asking again soon would not change; coming back online ends it.
-import { CometClientError } from './errors.js'
+import { CometClientError, isRefusal } from './errors.js'
 import type { CometRetryOptions } from './types.js'
 
 export const defaultRetry = { initialDelay: 500, maxDelay: 10_000 }
@@ -10,15 +10,10 @@ export function backoffDelay ({ initialDelay, maxDelay }: Required<CometRetryOpt
   const ceiling = Math.min(maxDelay, initialDelay * 2 ** (failures - 1))
   let delay = Math.random() * ceiling
   if (error instanceof CometClientError) {
-    if (isClientError(error.statusCode)) delay = maxDelay
+    if (isRefusal(error)) delay = maxDelay
     if (error.retryAfter !== undefined) delay = Math.max(delay, error.retryAfter * 1000)
   }
   return delay
-}
-
-/** A 4xx other than 408 (timeout) and 429 (too many requests): the same request gets the same answer. */
-export function isClientError (statusCode: number | undefined): boolean {
-  return statusCode !== undefined && statusCode >= 400 && statusCode < 500 && statusCode !== 408 && statusCode !== 429
 }
 
 /** Waits `delay` ms, or until `wakeUp` is called, or a browser comes back online. */

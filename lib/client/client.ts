@@ -8,11 +8,13 @@
 // step. The modules, one job each: types.ts (the public types), errors.ts, tab-channels.ts (a tab's
 // channels and the answers placed in them), tab-sharing.ts (leader election, messages between tabs),
 // polled-channels.ts (the leader's channels), transport.ts (the seam to a transport), poller.ts (the
-// long-poll transport), backoff.ts, wire.ts (the subscribe protocol as the client speaks it).
+// long-poll transport), backoff.ts, failures.ts (what a failure means: warnings, refusals), wire.ts
+// (the subscribe protocol as the client speaks it), messages.ts (what the tabs say to each other).
 import { channelNameRule, isChannelName } from '../wire-format.js'
 import { defaultRetry } from './backoff.js'
 import { callSafely } from './call-safely.js'
-import { closedError, CometClientError, unsubscribedError } from './errors.js'
+import { closedError, CometClientError, isRefusal, refusedError, unsubscribedError } from './errors.js'
+import { explainFailure, FailureWarnings } from './failures.js'
 import { asError, type LeaderMessage } from './messages.js'
 import { Poller } from './poller.js'
 import { type Listener, TabChannels } from './tab-channels.js'
@@ -33,6 +35,8 @@ export class CometClient {
   readonly #tab = Math.random().toString(36).slice(2) + Date.now().toString(36)
   readonly #channels: TabChannels
   readonly #tabs: TabSharing
+  readonly #maxDelay: number
+  readonly #warnings = new FailureWarnings()
   #state: CometClientState = 'idle'
   /** The shared poll's state, as the leader last said. */
   #pollState: TransportState | undefined
@@ -49,6 +53,7 @@ export class CometClient {
         throw new TypeError(`fastify-comet client: ${option} must be a number of milliseconds (got ${String(value)})`)
       }
     }
+    this.#maxDelay = retry.maxDelay
     const tab = this.#tab
     this.#channels = new TabChannels({
       tab,
@@ -56,6 +61,7 @@ export class CometClient {
       base,
       initialDelay: retry.initialDelay,
       callbacks: options,
+      onError: error => { this.#failed(error) },
       toLeader: message => { this.#tabs.toLeader(message) },
       onAnswer: () => { this.#refreshState() }
     })
@@ -64,7 +70,7 @@ export class CometClient {
       key: `fastify-comet ${base.href}`,
       sharing: share === true ? pageSharing() : share === false ? undefined : share,
       transport: (host, state) => new Poller(host, { fetch, base, retry, timeoutMargin }, state),
-      callbacks: options,
+      onError: error => { this.#failed(error) },
       transportState: () => this.#pollState,
       heads: () => this.#channels.heads(),
       closed: () => this.#state === 'closed',
@@ -170,7 +176,7 @@ export class CometClient {
         }
         break
       case 'error':
-        if (message.from !== this.#tab && fromLeader) callSafely(this.#options.onError, asError(message.error))
+        if (message.from !== this.#tab && fromLeader) this.#failed(asError(message.error))
         break
       case 'reply':
         this.#channels.onReply(message.items)
@@ -179,8 +185,18 @@ export class CometClient {
     this.#channels.checkStuck()
   }
 
+  // Every tab hears of a failure: the leader's own, the others from it. Without the app's onError,
+  // it shows on this tab's console, once for each distinct failure.
+  #failed (error: Error): void {
+    const { onError } = this.#options
+    if (onError !== undefined) callSafely(onError, error)
+    else this.#warnings.warn(error, this.#base, this.#maxDelay)
+    if (isRefusal(error)) this.#channels.refuse(refusedError(error as CometClientError, explainFailure(error, this.#base, this.#maxDelay)))
+  }
+
   #setPollState (state: TransportState): void {
     this.#pollState = state
+    if (state === 'connected') this.#warnings.reset()
     this.#refreshState()
   }
 
@@ -189,7 +205,7 @@ export class CometClient {
     const poll = this.#pollState
     let state: CometClientState = 'connecting'
     if (this.#channels.size === 0) state = 'idle'
-    else if (poll === 'reconnecting') state = poll
+    else if (poll === 'reconnecting' || poll === 'refused') state = poll
     else if (poll === 'connected' && this.#channels.anyAnswered()) state = poll
     this.#setState(state)
   }

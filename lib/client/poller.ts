@@ -1,7 +1,7 @@
 // The long-poll transport: one subscribe at a time for every channel the leader follows, a
 // watchdog for connections that died silently, and backoff after failures.
 import { backoffDelay, backoffWait } from './backoff.js'
-import { CometClientError } from './errors.js'
+import { CometClientError, isRefusal } from './errors.js'
 import type { CometRetryOptions } from './types.js'
 import type { Transport, TransportHost, TransportState } from './transport.js'
 import { type PollReply, pollReplyOf, serverWaitOf, subscribeUrl } from './wire.js'
@@ -116,7 +116,7 @@ export class Poller implements Transport {
 
     if (reply === undefined) {
       this.#failures++
-      this.#setState('reconnecting')
+      this.#setState(isRefusal(failure) ? 'refused' : 'reconnecting')
       this.#host.failed(failure as Error)
       return await this.#backOff(failure)
     }

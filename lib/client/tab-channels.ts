@@ -43,8 +43,10 @@ export interface TabChannelsOptions {
   fetch: typeof fetch
   base: URL
   initialDelay: number
-  /** The app's callbacks (onGap, onError), read when called. */
+  /** The app's onGap, read when called. */
   callbacks: CometClientOptions
+  /** A request of this tab's own failed. */
+  onError: (error: Error) => void
   toLeader: (message: MemberMessage) => void
   /** An answer was placed: the client's state may change. */
   onAnswer: () => void
@@ -86,6 +88,14 @@ export class TabChannels {
   /** Each channel with its cursor: what this tab tells a new leader. */
   heads (): Array<{ c: string, cursor: string | undefined, history: boolean }> {
     return [...this.#channels].map(([c, state]) => ({ c, cursor: state.head, history: state.history }))
+  }
+
+  /** The server refuses the polls: every subscription not yet ready rejects with `error`. */
+  refuse (error: CometClientError): void {
+    for (const state of this.#channels.values()) {
+      if (state.ready) continue
+      for (const listener of state.listeners) listener.settleReady(error)
+    }
   }
 
   /** The shared poll has answered for one of this tab's channels at least. */
@@ -198,7 +208,7 @@ export class TabChannels {
         complete = events.length === 0
       } catch (error) {
         failures++
-        callSafely(this.#options.callbacks.onError, error as Error)
+        this.#options.onError(error as Error)
         await sleep(Math.random() * this.#options.initialDelay * 2 ** failures)
       }
       if (this.#channels.get(name) !== state) return

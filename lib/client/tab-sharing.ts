@@ -1,11 +1,10 @@
 // Tab sharing: the tabs of one origin that use the same url share one transport. The tab that holds
 // a Web Lock leads: it follows every tab's channels (PolledChannels); the others send it their
 // requests and get its answers over a BroadcastChannel. Without sharing, a tab is its own leader.
-import { callSafely } from './call-safely.js'
 import { errorShape, type LeaderMessage, type MemberMessage, type Message } from './messages.js'
 import { inheritedGraceMs, PolledChannels } from './polled-channels.js'
 import type { TransportFactory, TransportState } from './transport.js'
-import type { CometBroadcastChannel, CometClientOptions, CometLocks, CometSharing } from './types.js'
+import type { CometBroadcastChannel, CometLocks, CometSharing } from './types.js'
 
 /** How often the leader says it is alive, and followers check that it is. */
 const beatMs = 1000
@@ -19,8 +18,8 @@ export interface TabSharingOptions {
   key: string
   sharing: CometSharing | undefined
   transport: TransportFactory
-  /** The app's onError, read when called. */
-  callbacks: CometClientOptions
+  /** A failure of the transport this tab runs as the leader. */
+  onError: (error: Error) => void
   /** The shared transport's state as this tab last heard it: what a new leader starts from. */
   transportState: () => TransportState | undefined
   /** This tab's channels, each with its cursor. */
@@ -150,7 +149,7 @@ export class TabSharing {
       },
       onError: error => {
         this.#post({ t: 'error', from: tab, error: errorShape(error) })
-        callSafely(this.#options.callbacks.onError, error)
+        this.#options.onError(error)
       }
     })
     const now = Date.now()

@@ -3,8 +3,8 @@
 // stream) implements the same two interfaces and slots in beside it.
 import type { PollReply } from './wire.js'
 
-/** How the transport stands with the server. */
-export type TransportState = 'idle' | 'connecting' | 'connected' | 'reconnecting'
+/** How the transport stands with the server: 'refused' after an answer that asking again will not change. */
+export type TransportState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'refused'
 
 /** One channel as the leader follows it for every tab that wants it. */
 export interface PolledChannel {

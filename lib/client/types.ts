@@ -9,6 +9,14 @@ export type CometClientState =
   | 'connected'
   /** The last poll failed; the next one is scheduled with backoff. */
   | 'reconnecting'
+  /**
+   * The server refuses the polls, and asking again soon will not change that: a 404 (no
+   * fastify-comet at `url`: is it the plugin's prefix?), a 403 (the plugin's authorizeSubscribe said
+   * no), or another 4xx but 408 and 429. Subscriptions not yet ready reject with
+   * `FST_COMET_CLIENT_REFUSED`; the client still asks again every `retry.maxDelay` ms, and is
+   * `connected` as soon as the server answers.
+   */
+  | 'refused'
   /** close() was called. */
   | 'closed'
 
@@ -88,7 +96,11 @@ export interface CometClientOptions {
    * events are delivered.
    */
   onGap?: (channels: string[]) => void
-  /** A poll failed; the client retries by itself. */
+  /**
+   * A poll failed; the client retries by itself. Without onError, the client warns on the console
+   * (console.warn) once for each distinct failure, saying what to check, until the server answers
+   * again.
+   */
   onError?: (error: Error) => void
 }
 
