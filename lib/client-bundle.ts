@@ -28,10 +28,10 @@ export async function bundleClient (entry: string): Promise<string> {
 
 /**
  * `npm run build`, after tsc: writes the bundle of `entry` to `outfile` (over tsc's
- * dist/lib/client/client.js, which imports its neighbours), with a source map that holds the
- * sources it points to.
+ * dist/lib/client/client.js, which imports its neighbours), with a source map that points at the
+ * sources, which the package ships, as tsc's maps do (tsconfig.build.json).
  */
 export async function writeClientBundle (entry: string, outfile: string): Promise<void> {
   const esbuild = await import('esbuild')
-  await esbuild.build({ ...options(resolve(entry)), outfile: resolve(outfile), sourcemap: 'linked', sourcesContent: true })
+  await esbuild.build({ ...options(resolve(entry)), outfile: resolve(outfile), sourcemap: 'linked', sourcesContent: false })
 }
