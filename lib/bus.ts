@@ -2,7 +2,7 @@
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
 import { fromNow, fromOldest } from './engines/engine.js'
-import { errors } from './errors.js'
+import { errors, withRetryAfter } from './errors.js'
 import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
 import { defaultMaxReplyBytes } from './options.js'
 import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from './protocol.js'
@@ -12,6 +12,8 @@ export interface BusOptions {
   /** How long a poll with nothing to deliver waits, in milliseconds. */
   pollTimeoutMs: number
   maxPending: number
+  /** The Retry-After, in whole seconds, of the error a poll gets past maxPending. @default 1 */
+  retryAfterSeconds?: number
   /** Most events of one channel in one reply. */
   batchSize: number
   /** Most bytes of an event's data as JSON. */
@@ -221,7 +223,9 @@ export class CometBus {
       this.#answer(poll, backlogs, readFrom, this.#closing ? 'close' : poll.superseded ? 'superseded' : 'wait0')
       return
     }
-    if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
+    if (this.#waiting.size >= this.#options.maxPending) {
+      throw withRetryAfter(new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending), this.#options.retryAfterSeconds ?? 1)
+    }
     poll.nexts = nextsOf(backlogs)
     poll.state = 'waiting'
     poll.expiresAt = performance.now() + this.#options.pollTimeoutMs

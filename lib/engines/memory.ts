@@ -5,7 +5,7 @@ import type { ChannelBacklog, ChannelWatcher, CometEngine, IdempotentPublish, Re
 import { fromNow, fromOldest } from './engine.js'
 import { errors } from '../errors.js'
 import { IdempotencyKeys } from './idempotency-keys.js'
-import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl, defaultIdempotencyKeys, defaultIdempotencyWindow } from '../options.js'
+import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl, defaultIdempotencyKeys, defaultIdempotencyWindow } from './defaults.js'
 
 export interface MemoryEngineOptions {
   /** Events kept per channel. @default 100 */
