@@ -33,8 +33,9 @@ export async function publishOnce ({ fetch, url, data, retry }: PublishRequest):
     headers['content-type'] = 'application/json'
     init.body = JSON.stringify(data)
   }
-  for (let attempt = 1; ; attempt++) {
-    let failure: unknown
+  let failure: unknown
+  for (let attempt = 1; attempt <= publishAttempts; attempt++) {
+    if (attempt > 1) await sleep(backoffDelay(retry, attempt - 1, failure))
     try {
       const response = await fetch(url, init)
       // A replay (Idempotent-Replayed) answers the first publish's id: the same answer.
@@ -46,7 +47,6 @@ export async function publishOnce ({ fetch, url, data, retry }: PublishRequest):
       if (error instanceof CometClientError) throw error
       failure = error
     }
-    if (attempt === publishAttempts) throw failure
-    await sleep(backoffDelay(retry, attempt, failure))
   }
+  throw failure
 }
