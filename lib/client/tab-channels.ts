@@ -4,7 +4,7 @@
 import { cursorAllHeld } from '../wire-format.js'
 import { sleep } from './backoff.js'
 import { callSafely } from './call-safely.js'
-import type { Batch, MemberMessage } from './messages.js'
+import type { Batch, MemberMessage, TabHead } from './messages.js'
 import type { CometClientOptions, CometListener } from './types.js'
 import type { CometClientError } from './errors.js'
 import { pollReplyOf, subscribeUrl, type WireEvent } from './wire.js'
@@ -27,6 +27,8 @@ export interface TabChannel {
   head: string | undefined
   /** The held history was asked for. */
   history: boolean
+  /** The cursor (from the server's position()) whose later events were asked for, if any. */
+  readonly after: string | undefined
   /** Cursors passed and event ids delivered, oldest first. */
   readonly seen: Set<string>
   readonly listeners: Set<Listener>
@@ -68,8 +70,11 @@ export class TabChannels {
     return this.#channels.get(name)
   }
 
-  add (name: string, history: boolean, listener: Listener): TabChannel {
-    const state: TabChannel = { head: undefined, history, seen: new Set(), listeners: new Set([listener]), buffered: [], lastNeed: 0, loading: undefined, ready: false }
+  add (name: string, start: { history: boolean, after: string | undefined }, listener: Listener): TabChannel {
+    const { history, after } = start
+    // A tab that starts after a cursor places an answer from that cursor as its first.
+    const seen = new Set(after === undefined ? [] : [after])
+    const state: TabChannel = { head: undefined, history, after, seen, listeners: new Set([listener]), buffered: [], lastNeed: 0, loading: undefined, ready: false }
     this.#channels.set(name, state)
     return state
   }
@@ -86,8 +91,8 @@ export class TabChannels {
   }
 
   /** Each channel with its cursor: what this tab tells a new leader. */
-  heads (): Array<{ c: string, cursor: string | undefined, history: boolean }> {
-    return [...this.#channels].map(([c, state]) => ({ c, cursor: state.head, history: state.history }))
+  heads (): TabHead[] {
+    return [...this.#channels].map(([c, state]) => ({ c, cursor: state.head, history: state.history, after: state.after }))
   }
 
   /** The server refuses the polls: every subscription not yet ready rejects with `error`. */
@@ -106,14 +111,15 @@ export class TabChannels {
 
   onAck (name: string, cursor: string | null): void {
     const state = this.#channels.get(name)
-    if (state === undefined || state.head !== undefined || cursor === null) return
+    // An ack of the cursor this tab starts after: the answer from it is this tab's first.
+    if (state === undefined || state.head !== undefined || cursor === null || cursor === state.after) return
     // The channel was polled already, for other tabs: this one follows from its cursor on, and
-    // what came before belongs to before it joined.
+    // what came before belongs to before it joined (or is read on its own, from its start).
     state.head = cursor
     state.buffered = []
     remember(state, cursor)
-    if (state.history) {
-      void this.#readHistory(name, state)
+    if (state.history || state.after !== undefined) {
+      void this.#readHistory(name, state, state.after ?? cursorAllHeld)
     } else {
       this.#markReady(state)
     }
@@ -127,6 +133,12 @@ export class TabChannels {
       const state = this.#channels.get(batch.c)
       // A first answer for a tab that has had its own already (another leader's, around a takeover).
       if (state === undefined || (batch.from === null && state.head !== undefined)) continue
+      // The channel's first answer, from a start of another tab's: this tab reads from its own
+      // start on its own, and takes the answer's cursor as an ack (its events are in that read).
+      if (batch.from === null && state.after !== undefined) {
+        this.onAck(batch.c, batch.p)
+        continue
+      }
       const first = state.head === undefined
       const fresh = place(state, batch)
       // What came before the tab's first answer belongs to before it joined.
@@ -190,19 +202,22 @@ export class TabChannels {
     }
   }
 
-  // A tab joining a channel that the shared poll has had for a while reads the held history on its
-  // own, then delivers what the shared poll brought meanwhile, less the events the history had.
-  async #readHistory (name: string, state: TabChannel): Promise<void> {
+  // A tab joining a channel that the shared poll has had for a while reads the held history (or
+  // what came after its `after`) on its own, then delivers what the shared poll brought meanwhile,
+  // less the events the read had.
+  async #readHistory (name: string, state: TabChannel, start: string): Promise<void> {
     state.loading = []
     const held: WireEvent[] = []
-    let cursor = cursorAllHeld
+    let cursor = start
     let complete = false
+    let gap = false
     for (let request = 0, failures = 0; request < historyRequests && failures < 3 && !complete; request++) {
       try {
         const url = subscribeUrl(this.#options.base, [{ name, cursor }], false)
         const response = await this.#options.fetch(url, { headers: { accept: 'application/json' } })
         const reply = await pollReplyOf(response)
         const events = reply.m?.[name] ?? []
+        if (reply.gap?.includes(name) === true) gap = true
         held.push(...events)
         cursor = reply.p[name] as string
         complete = events.length === 0
@@ -213,10 +228,15 @@ export class TabChannels {
       }
       if (this.#channels.get(name) !== state) return
     }
-    const meanwhile = state.loading
+    let meanwhile = state.loading
     state.loading = undefined
-    // The history could not be read whole: the page reloads what it shows some other way.
-    if (!complete) callSafely(this.#options.callbacks.onGap, [name])
+    // The history could not be read whole, or lost events after `after`: the page reloads what it
+    // shows some other way.
+    if (!complete || gap) callSafely(this.#options.callbacks.onGap, [name])
+    // The shared poll may have brought events from before `after` (it was behind that cursor): an
+    // event's id is a cursor, so they end with the event whose id `after` is.
+    const startEvent = meanwhile.findIndex(event => event.id === start)
+    if (startEvent !== -1) meanwhile = meanwhile.slice(startEvent + 1)
     const heldIds = new Set(held.map(event => event.id))
     this.#deliver(name, state, held)
     this.#deliver(name, state, meanwhile.filter(event => !heldIds.has(event.id)))
@@ -235,7 +255,7 @@ function place (state: TabChannel, batch: Batch): WireEvent[] | undefined {
   const fresh = batch.m.filter(event => !state.seen.has(event.id))
   for (const event of fresh) remember(state, event.id)
   // With no new event, only an answer from the tab's own cursor moves it: an older one could move it back.
-  if (fresh.length > 0 || batch.from === (state.head ?? null)) state.head = batch.p
+  if (fresh.length > 0 || batch.from === (state.head ?? state.after ?? null)) state.head = batch.p
   remember(state, batch.p)
   return fresh
 }
