@@ -631,3 +631,81 @@ t.test('share: false, or no primitives (Node.js), gives each client a poll of it
   await eventually(() => app.comet.stats().pending === 2)
   t.equal(app.comet.stats().pending, 2)
 })
+
+/** A server where 'room' had `before` published, then its position read, then `between` published: a page rendered in between. */
+async function renderedRoom (t: Test, before: unknown[], between: unknown[]): Promise<{ app: Awaited<ReturnType<typeof serve>>['app'], origin: string, position: string }> {
+  const { app, origin } = await serve(t)
+  for (const data of before) await app.comet.publish('room', data)
+  const position = await app.comet.position('room')
+  for (const data of between) await app.comet.publish('room', data)
+  return { app, origin, position }
+}
+
+t.test('a follower subscribing with after: the leader polls the channel from after, and the follower gets what came since, once', async t => {
+  const { app, origin, position } = await renderedRoom(t, ['rendered'], ['between 1', 'between 2'])
+  const browser = new FakeBrowser()
+  const leader = openTab(t, browser, origin)
+  await listen(leader.client, 'other').ready
+  const follower = openTab(t, browser, origin)
+  const room = listen(follower.client, 'room', { after: position })
+  await room.ready
+  t.same(room.data, ['between 1', 'between 2'])
+  t.ok(leader.urls.some(url => url.includes(`subscribed[room]=${position}`)), 'the leader asked from the position')
+  t.same(follower.urls, [], 'the follower made no request of its own')
+  await app.comet.publish('room', 'later')
+  await eventually(() => room.data.length === 3)
+  await sleep(30)
+  t.same(room.data, ['between 1', 'between 2', 'later'])
+  t.same(follower.gaps, [])
+})
+
+t.test('a follower subscribing with after to a channel polled already reads from after on its own, then follows the poll, once each', async t => {
+  const { app, origin, position } = await renderedRoom(t, ['rendered'], ['between'])
+  const browser = new FakeBrowser()
+  const leader = openTab(t, browser, origin)
+  const leaderRoom = listen(leader.client, 'room')
+  await leaderRoom.ready
+  const follower = openTab(t, browser, origin)
+  const room = listen(follower.client, 'room', { after: position })
+  // Published while the follower reads: it comes by both ways, and is delivered once.
+  const publishing = (async () => { for (const n of range(1, 5)) await app.comet.publish('room', n) })()
+  await room.ready
+  await publishing
+  await eventually(() => room.data.length >= 6 && leaderRoom.data.length >= 5)
+  await sleep(50)
+  t.same(room.data, ['between', ...range(1, 5)])
+  t.same(leaderRoom.data, range(1, 5))
+  t.ok(follower.urls.some(url => url.includes(`subscribed[room]=${position}`) && url.includes('wait=0')), 'the follower read from its position')
+  t.same(follower.gaps, [])
+})
+
+t.test('two tabs subscribing one channel after different positions get each what came after its own', async t => {
+  const { app, origin, position: older } = await renderedRoom(t, ['rendered'], [1, 2])
+  const newer = await app.comet.position('room')
+  await app.comet.publish('room', 3)
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room', { after: older })
+  const bRoom = listen(b.client, 'room', { after: newer })
+  await Promise.all([aRoom.ready, bRoom.ready])
+  await app.comet.publish('room', 4)
+  await eventually(() => aRoom.data.length === 4 && bRoom.data.length === 2)
+  await sleep(50)
+  t.same(aRoom.data, [1, 2, 3, 4])
+  t.same(bRoom.data, [3, 4])
+  t.same([a.gaps, b.gaps], [[], []])
+})
+
+t.test('a tab subscribing with after while another tab\'s first poll of the channel, from now, is on its way gets what came after its own', async t => {
+  const { app, origin, position } = await renderedRoom(t, ['rendered'], ['between'])
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room')
+  const bRoom = listen(b.client, 'room', { after: position })
+  await Promise.all([aRoom.ready, bRoom.ready])
+  await app.comet.publish('room', 'later')
+  await eventually(() => aRoom.data.length === 1 && bRoom.data.length === 2)
+  await sleep(50)
+  t.same(aRoom.data, ['later'])
+  t.same(bRoom.data, ['between', 'later'])
+})

@@ -233,13 +233,15 @@ export class TabChannels {
     // The history could not be read whole, or lost events after `after`: the page reloads what it
     // shows some other way.
     if (!complete || gap) callSafely(this.#options.callbacks.onGap, [name])
-    // The shared poll may have brought events from before `after` (it was behind that cursor): an
-    // event's id is a cursor, so they end with the event whose id `after` is.
-    const startEvent = meanwhile.findIndex(event => event.id === start)
-    if (startEvent !== -1) meanwhile = meanwhile.slice(startEvent + 1)
+    // The read has every event after its start up to its last: of what the shared poll brought
+    // meanwhile, in order, those up to the last the read had too are either in the read or from
+    // before the start (the shared poll was behind `after`); only those after it are new.
     const heldIds = new Set(held.map(event => event.id))
+    let lastShared = meanwhile.length - 1
+    while (lastShared >= 0 && !heldIds.has((meanwhile[lastShared] as WireEvent).id) && (meanwhile[lastShared] as WireEvent).id !== start) lastShared--
+    meanwhile = meanwhile.slice(lastShared + 1)
     this.#deliver(name, state, held)
-    this.#deliver(name, state, meanwhile.filter(event => !heldIds.has(event.id)))
+    this.#deliver(name, state, meanwhile)
     for (const id of heldIds) remember(state, id)
     this.#markReady(state)
   }
