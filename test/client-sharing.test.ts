@@ -709,3 +709,34 @@ t.test('a tab subscribing with after while another tab\'s first poll of the chan
   t.same(aRoom.data, ['later'])
   t.same(bRoom.data, ['between', 'later'])
 })
+
+t.test('a tab subscribing after the id of the last event it shows, with nothing newer, while the poll is behind it: none of the older events', async t => {
+  const { app, origin, position: older } = await renderedRoom(t, ['rendered'], [1])
+  const { id: lastShown } = await app.comet.publish('room', 2)
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room', { after: older })
+  const bRoom = listen(b.client, 'room', { after: lastShown })
+  await Promise.all([aRoom.ready, bRoom.ready])
+  await app.comet.publish('room', 3)
+  await eventually(() => aRoom.data.length === 3 && bRoom.data.length === 1)
+  await sleep(50)
+  t.same(aRoom.data, [1, 2, 3])
+  t.same(bRoom.data, [3])
+})
+
+t.test('a tab subscribing with after to a channel polled already, after events the server no longer holds: a gap, then what it holds', async t => {
+  const { app, origin } = await serve(t, { historySize: 2 })
+  const browser = new FakeBrowser()
+  const leader = openTab(t, browser, origin)
+  const leaderRoom = listen(leader.client, 'room')
+  await leaderRoom.ready
+  const position = await app.comet.position('room')
+  for (const n of range(1, 4)) await app.comet.publish('room', n)
+  await eventually(() => leaderRoom.data.includes(4))
+  const follower = openTab(t, browser, origin)
+  const room = listen(follower.client, 'room', { after: position })
+  await room.ready
+  t.same(follower.gaps, [['room']])
+  t.same(room.data, [3, 4])
+})

@@ -37,6 +37,12 @@ export interface TabChannel {
   lastNeed: number
   /** While the history is read: the events that came meanwhile, delivered after it. */
   loading: WireEvent[] | undefined
+  /**
+   * For a tab that starts after a cursor: that cursor, and after a read from it that the shared
+   * poll had not caught up with, the ids of the events read. An answer that has an event of one of
+   * these ids is behind (the shared poll was): what it has up to that one is not new.
+   */
+  behindMarks: Set<string> | undefined
   ready: boolean
 }
 
@@ -74,7 +80,7 @@ export class TabChannels {
     const { history, after } = start
     // A tab that starts after a cursor places an answer from that cursor as its first.
     const seen = new Set(after === undefined ? [] : [after])
-    const state: TabChannel = { head: undefined, history, after, seen, listeners: new Set([listener]), buffered: [], lastNeed: 0, loading: undefined, ready: false }
+    const state: TabChannel = { head: undefined, history, after, seen, listeners: new Set([listener]), buffered: [], lastNeed: 0, loading: undefined, behindMarks: after === undefined ? undefined : new Set([after]), ready: false }
     this.#channels.set(name, state)
     return state
   }
@@ -237,9 +243,11 @@ export class TabChannels {
     // meanwhile, in order, those up to the last the read had too are either in the read or from
     // before the start (the shared poll was behind `after`); only those after it are new.
     const heldIds = new Set(held.map(event => event.id))
-    let lastShared = meanwhile.length - 1
-    while (lastShared >= 0 && !heldIds.has((meanwhile[lastShared] as WireEvent).id) && (meanwhile[lastShared] as WireEvent).id !== start) lastShared--
+    const marks = new Set([start, ...heldIds])
+    const lastShared = lastMarked(meanwhile, marks)
     meanwhile = meanwhile.slice(lastShared + 1)
+    // No sign yet that the shared poll got past `after`: its answers still may be behind.
+    if (lastShared === -1 && state.behindMarks !== undefined) state.behindMarks = marks
     this.#deliver(name, state, held)
     this.#deliver(name, state, meanwhile)
     for (const id of heldIds) remember(state, id)
@@ -254,12 +262,27 @@ export class TabChannels {
  */
 function place (state: TabChannel, batch: Batch): WireEvent[] | undefined {
   if (batch.from === null ? state.head !== undefined : !state.seen.has(batch.from)) return undefined
-  const fresh = batch.m.filter(event => !state.seen.has(event.id))
+  let events = batch.m
+  if (state.behindMarks !== undefined) {
+    const lastMark = lastMarked(events, state.behindMarks)
+    if (lastMark !== -1) {
+      events = events.slice(lastMark + 1)
+      state.behindMarks = undefined
+    }
+  }
+  const fresh = events.filter(event => !state.seen.has(event.id))
   for (const event of fresh) remember(state, event.id)
   // With no new event, only an answer from the tab's own cursor moves it: an older one could move it back.
   if (fresh.length > 0 || batch.from === (state.head ?? state.after ?? null)) state.head = batch.p
   remember(state, batch.p)
   return fresh
+}
+
+/** The index of the last of `events` whose id is one of `marks`, or -1. */
+function lastMarked (events: readonly WireEvent[], marks: ReadonlySet<string>): number {
+  let index = events.length - 1
+  while (index >= 0 && !marks.has((events[index] as WireEvent).id)) index--
+  return index
 }
 
 function remember (state: TabChannel, cursor: string): void {
