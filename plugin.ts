@@ -35,7 +35,7 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
     historyChannels: options.historyChannels
   })
   const metrics = new CometMetrics()
-  const bus = new CometBus(engine, options, metrics)
+  const bus = new CometBus(engine, { ...options, maxStreams: options.stream.maxStreams }, metrics)
 
   // Registered as a child so that its hooks stay on the plugin's own routes.
   await fastify.register(cometRoutes, { prefix: options.prefix, bus, metrics, options })

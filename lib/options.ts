@@ -1,6 +1,7 @@
 import type { FastifyRequest, LogLevel, RouteShorthandOptions } from 'fastify'
 import type { CometEngine } from './engines/engine.js'
 import { errors } from './errors.js'
+import { resolveStreamOptions, streamOptionNames, type CometStreamOptions, type ResolvedStreamOptions } from './stream-options.js'
 
 /**
  * Decides whether a request may publish to, or subscribe to, one channel. Return (or resolve)
@@ -9,7 +10,7 @@ import { errors } from './errors.js'
  */
 export type CometAuthorizer = (request: FastifyRequest, channel: string) => boolean | Promise<boolean>
 
-export interface CometOptions {
+export interface CometOptions extends CometStreamOptions {
   /**
    * Path prefix of the plugin's routes. The register option of the same name does not apply to a
    * plugin made with fastify-plugin, so the plugin reads its own.
@@ -174,6 +175,8 @@ export interface ResolvedCometOptions {
   /** Route options given to every route; `logLevel` only when the user set one. */
   routeOptions: CometRouteOptions
   schemaHide: boolean
+  /** Streaming (Server-Sent Events): lib/stream-options.ts. */
+  stream: ResolvedStreamOptions
 }
 
 export const defaultPrefix = '/comet'
@@ -218,8 +221,9 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     routeConfig,
     constraints,
     schemaHide = false,
-    ...unknown
+    ...others
   } = options
+  const { stream, rest: unknown } = resolveStreamOptions(others)
 
   const [unknownName] = Object.keys(unknown)
   if (unknownName !== undefined) throw new errors.FST_COMET_UNKNOWN_OPTION(unknownName, knownOptionNames())
@@ -290,14 +294,15 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
       ...(routeConfig === undefined ? {} : { config: routeConfig }),
       ...(constraints === undefined ? {} : { constraints })
     },
-    schemaHide
+    schemaHide,
+    stream
   }
 }
 
 function knownOptionNames (): string {
   return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'maxChannels', 'maxPayload', 'maxPending',
     'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient', 'logLevel', 'logSerializers',
-    'routeConfig', 'constraints', 'schemaHide'].join(', ')
+    'routeConfig', 'constraints', 'schemaHide', ...streamOptionNames].join(', ')
 }
 
 export function invalid (name: string, expected: string, value: unknown): never {

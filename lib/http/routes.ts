@@ -8,6 +8,7 @@ import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import { parseSubscription } from '../protocol.js'
 import { strictUtf8Bodies } from './body-parsers.js'
 import { cancelOnHangUp } from './hang-up.js'
+import { StreamHub, wantsStream } from './stream.js'
 import { quieterLogLevel, routeSchema } from './route-options.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
@@ -28,6 +29,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   // Every subscribe answer says how long the server lets a poll wait, in seconds: a client gives up
   // on a poll whose connection died silently once that, plus a margin, has passed.
   const cometWait = String(options.pollTimeoutMs / 1000)
+  const streams = new StreamHub(bus, metrics, options.stream)
 
   strictUtf8Bodies(fastify)
   // Polls must never be answered from a cache, and neither must their errors: the handlers say so
@@ -35,7 +37,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   // (A hook on every request would cost each poll a step of Fastify's hook runner.)
   fastify.addHook('onError', async (_request, reply, error) => {
     reply.header('cache-control', 'no-store')
-    if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
+    if (error.code === 'FST_COMET_TOO_MANY_PENDING' || error.code === 'FST_COMET_TOO_MANY_STREAMS') reply.header('retry-after', String(retryAfterSeconds))
     // The engine reconnects within about a second.
     if (error.code === 'FST_COMET_ENGINE_UNAVAILABLE') reply.header('retry-after', '1')
     metrics.onError(error)
@@ -52,6 +54,13 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     const channelCount = subscription.channels.length
     if (channelCount === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (channelCount > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(channelCount, maxChannels)
+    // Server-Sent Events on the same query, limits and authorization (lib/http/stream.ts).
+    if (wantsStream(request)) {
+      if (authorizeSubscribe === undefined) return streams.open(request, reply, subscription)
+      return authorizeEach(request, subscription.channels, authorizeSubscribe, 'subscribe to').then(() => new Promise<void>(resolve => {
+        streams.open(request, reply, subscription, resolve)
+      }))
+    }
     // Before the poll starts: it may be answered at once.
     reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').header('comet-wait', cometWait)
     const wait = (request.query as { wait?: string }).wait !== '0'
