@@ -79,7 +79,8 @@ fastifyComet.fastifyComet = fastifyComet
 export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
-export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage } from './lib/metrics.js'
+export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage, StreamStats, StreamOpenMessage, StreamEndMessage } from './lib/metrics.js'
+export type { StreamEndReason } from './lib/bus-stream.js'
 export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, ReadPosition, StoredEvent } from './lib/engines/engine.js'
 export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'

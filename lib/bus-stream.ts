@@ -113,7 +113,14 @@ export class BusStream implements ChannelWatcher {
     this.#state = 'reading'
     const index = this.channels.length === 1 ? 0 : this.channels.indexOf(channel)
     const cursor = this.#cursors[index] as string
-    const shared = this.#bus.sharedRead(channel, cursor)
+    let shared: SharedStreamRead
+    try {
+      shared = this.#bus.sharedRead(channel, cursor)
+    } catch (error) {
+      // Not into the publisher's loop, which tells every watcher of the channel.
+      this.#onError(error)
+      return
+    }
     const { backlog } = shared
     if (backlog instanceof Promise) {
       backlog.then(read => this.#onSharedRead(shared, read, index, cursor)).catch(error => this.#onError(error))
@@ -155,7 +162,14 @@ export class BusStream implements ChannelWatcher {
   #read (positions: readonly ReadPosition[]): void {
     this.#state = this.#state === 'opening' ? 'opening' : 'reading'
     this.#missedPublish = false
-    const backlogs = this.#bus.readAll(this.channels, positions)
+    let backlogs: ChannelBacklog[] | Promise<ChannelBacklog[]>
+    try {
+      // The memory engine throws a bad cursor's error at once; others reject.
+      backlogs = this.#bus.readAll(this.channels, positions)
+    } catch (error) {
+      this.#onError(error)
+      return
+    }
     if (backlogs instanceof Promise) {
       backlogs.then(read => this.#onRead(read, positions)).catch(error => this.#onError(error))
     } else {
