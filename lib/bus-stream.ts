@@ -193,7 +193,7 @@ export class BusStream implements ChannelWatcher {
         return
       }
     }
-    this.#onPiece(bounded, before, backlogs !== bounded || isFull(backlogs, this.#bus.batchSize), undefined)
+    this.#onPiece(bounded, before, backlogs !== bounded || isFull(backlogs, this.#bus.batchSize), undefined, false)
   }
 
   #onSharedRead (shared: SharedStreamRead, backlog: ChannelBacklog, index: number, cursor: string): void {
@@ -201,18 +201,20 @@ export class BusStream implements ChannelWatcher {
     this.#stale = false
     if (this.channels.length === 1) {
       shared.bounded ??= this.#bus.bound([backlog], [cursor])
-      this.#onPiece(shared.bounded, this.#cursors, shared.bounded[0] !== backlog || backlog.events.length >= this.#bus.batchSize, shared)
+      this.#onPiece(shared.bounded, this.#cursors, shared.bounded[0] !== backlog || backlog.events.length >= this.#bus.batchSize, shared, true)
       return
     }
     const backlogs: ChannelBacklog[] = this.#cursors.map(next => ({ events: [], next, gap: false }))
     backlogs[index] = backlog
     const bounded = this.#bus.bound(backlogs, this.#cursors)
-    this.#onPiece(bounded, this.#cursors, bounded[index] !== backlog || backlog.events.length >= this.#bus.batchSize, undefined)
+    this.#onPiece(bounded, this.#cursors, bounded[index] !== backlog || backlog.events.length >= this.#bus.batchSize, undefined, true)
   }
 
   // Hands a read to the sink, then reads on while events may be left behind, at the pace the
-  // client reads them: a catch-up goes out in pieces of at most maxReplyBytes.
-  #onPiece (bounded: readonly ChannelBacklog[], before: readonly string[], more: boolean, shared: SharedDelivery | undefined): void {
+  // client reads them: a catch-up goes out in pieces of at most maxReplyBytes. A `live` delivery
+  // (a publish woke the stream) does not wait for the client: it is one write, and the sink ends
+  // a stream whose client leaves too much unread.
+  #onPiece (bounded: readonly ChannelBacklog[], before: readonly string[], more: boolean, shared: SharedDelivery | undefined, live: boolean): void {
     let drained = true
     if (hasNews(bounded)) {
       this.#cursors = bounded.map(backlog => backlog.next)
@@ -222,7 +224,7 @@ export class BusStream implements ChannelWatcher {
       for (let i = 0; i < bounded.length; i++) this.#cursors[i] = (bounded[i] as ChannelBacklog).next
     }
     this.#more = more
-    if (!drained) {
+    if (!drained && (more || !live)) {
       this.#state = 'paused'
     } else if (more) {
       // A turn between pieces, so that a long catch-up does not hold the event loop.
