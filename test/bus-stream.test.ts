@@ -5,8 +5,8 @@ import t, { type Test } from 'tap'
 import type { SharedDelivery, StreamEndReason, StreamSink } from '../lib/bus-stream.js'
 import { CometBus } from '../lib/bus.js'
 import { errors } from '../lib/errors.js'
-import { fromNow, MemoryEngine, type ChannelBacklog, type ChannelWatcher, type CometEngine, type ReadPosition } from '../plugin.js'
-import { sleep } from './helpers.js'
+import { fromNow, fromOldest, MemoryEngine, type ChannelBacklog, type ChannelWatcher, type CometEngine, type ReadPosition } from '../plugin.js'
+import { eventually } from './helpers.js'
 
 /** A MemoryEngine whose reads can be made to resolve later, to fail, or to throw at once. */
 class ControlledEngine implements CometEngine {
@@ -55,10 +55,10 @@ class RecordingSink implements StreamSink {
   end (reason: StreamEndReason): void { this.ended = reason }
 }
 
-function setUp (t: Test, batchSize = 100): { engine: ControlledEngine, bus: CometBus } {
+function setUp (t: Test, batchSize = 100, maxStreams = 3): { engine: ControlledEngine, bus: CometBus } {
   const engine = new ControlledEngine()
   t.teardown(() => engine.close())
-  return { engine, bus: new CometBus(engine, { pollTimeoutMs: 60_000, maxPending: Infinity, batchSize, maxPayload: 65536, maxStreams: 2 }) }
+  return { engine, bus: new CometBus(engine, { pollTimeoutMs: 60_000, maxPending: Infinity, batchSize, maxPayload: 65536, maxStreams }) }
 }
 
 const turn = async (): Promise<void> => await new Promise(resolve => setImmediate(resolve))
@@ -69,7 +69,7 @@ t.test('a publish while the first reads are under way is read before the stream 
   const sink = new RecordingSink()
   bus.stream({ channels: ['a'], positions: [fromNow] }, sink).start()
   await bus.publish('a', 'during the first read')
-  await sleep(10)
+  await eventually(() => sink.delivered.length > 0)
   t.ok(sink.opened)
   t.same(sink.delivered, ['during the first read'])
 })
@@ -155,6 +155,20 @@ t.test('a client that has not read pauses a catch-up, and resume() goes on from 
   await bus.publish('a', 6)
   t.same(sink.delivered, [4, 5, 6], 'with nothing left, it waits for publishes again')
 
+  const fromHistory = new RecordingSink()
+  fromHistory.drained = false
+  await bus.publish('h', 'held')
+  const third = bus.stream({ channels: ['h'], positions: [fromOldest] }, fromHistory)
+  third.start()
+  t.same(fromHistory.delivered, ['held'])
+  await bus.publish('h', 'while paused')
+  t.same(fromHistory.delivered, ['held'], 'a catch-up the client has not read yet pauses the stream')
+  third.resume()
+  t.same(fromHistory.delivered, ['held', 'while paused'])
+  third.resume()
+  await bus.publish('h', 'live')
+  t.same(fromHistory.delivered, ['held', 'while paused', 'live'], 'once the client has read it all, the stream waits for publishes again')
+
   const catchingUp = new RecordingSink()
   catchingUp.drained = false
   const second = bus.stream({ channels: ['b'], positions: [fromNow] }, catchingUp)
@@ -167,7 +181,7 @@ t.test('a client that has not read pauses a catch-up, and resume() goes on from 
 })
 
 t.test('past maxStreams, a stream fails with FST_COMET_TOO_MANY_STREAMS', async t => {
-  const { bus } = setUp(t)
+  const { bus } = setUp(t, 100, 2)
   for (const channel of ['a', 'b']) bus.stream({ channels: [channel], positions: [fromNow] }, new RecordingSink()).start()
   const refused = new RecordingSink()
   const stream = bus.stream({ channels: ['c'], positions: [fromNow] }, refused)
