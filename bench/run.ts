@@ -78,7 +78,11 @@ const contenderSpecs: Record<string, ContenderSpec> = {
   'fastify-comet-redis': { file: 'comet.ts', processes: 1, redis: true },
   'fastify-comet-redis-x2': { file: 'comet.ts', processes: 2, redis: true },
   'socket.io-redis': { file: 'socket-io.ts', processes: 1, redis: true },
-  'socket.io-redis-x2': { file: 'socket-io.ts', processes: 2, redis: true }
+  'socket.io-redis-x2': { file: 'socket-io.ts', processes: 2, redis: true },
+  'sse-floor': { file: 'sse-floor.ts', processes: 1, redis: false },
+  'fastify-comet-sse': { file: 'comet.ts', processes: 1, redis: false },
+  'fastify-comet-redis-sse': { file: 'comet.ts', processes: 1, redis: true },
+  'socket.io-ws': { file: 'socket-io-ws.ts', processes: 1, redis: false }
 }
 const contenders = Object.keys(contenderSpecs)
 // --quick keeps the smoke test short: of the contenders on Redis, the one the Redis engine is for.
