@@ -217,12 +217,11 @@ export class BusStream implements ChannelWatcher {
   #onPiece (bounded: readonly ChannelBacklog[], before: readonly string[], more: boolean, shared: SharedDelivery | undefined, live: boolean): void {
     let drained = true
     if (hasNews(bounded)) {
-      this.#cursors = bounded.map(backlog => backlog.next)
+      // `before` may be #cursors itself: it is read by the sink before the cursors move on.
       drained = this.#sink.deliver(bounded, before, shared)
       if (this.#state === 'done') return
-    } else {
-      for (let i = 0; i < bounded.length; i++) this.#cursors[i] = (bounded[i] as ChannelBacklog).next
     }
+    for (let i = 0; i < bounded.length; i++) this.#cursors[i] = (bounded[i] as ChannelBacklog).next
     this.#more = more
     if (!drained && (more || !live)) {
       this.#state = 'paused'
