@@ -37,3 +37,42 @@ t.test('a heartbeat that finds more than maxStreamQueueBytes queued ends the str
   t.equal(raw.destroyed, true)
   t.equal(metrics.stats(0, 0, undefined).streams.open, 0)
 })
+
+t.test('a stream whose client hangs up while its watch is acknowledged never opens; one failed with a non-Error gets an error reply', async t => {
+  const memory = new MemoryEngine()
+  t.teardown(() => memory.close())
+  let acknowledge: () => void = () => {}
+  let reads: 'ok' | 'string' = 'ok'
+  const engine = {
+    publish: (channel: string, json: string) => memory.publish(channel, json),
+    read: async (channel: string, position: Parameters<MemoryEngine['read']>[1], limit: number) => {
+      if (reads === 'string') throw 'not an Error' // eslint-disable-line @typescript-eslint/only-throw-error
+      return memory.read(channel, position, limit)
+    },
+    watch: async () => await new Promise<void>(resolve => { acknowledge = resolve }),
+    unwatch: () => {},
+    channelCount: () => 0,
+    close: async () => {}
+  }
+  const metrics = new CometMetrics()
+  const bus = new CometBus(engine, { pollTimeoutMs: 60_000, maxPending: Infinity, batchSize: 100, maxPayload: 65536 }, metrics)
+  const hub = new StreamHub(bus, metrics, { heartbeatMs: 1000, streamLifetimeMs: 60_000, maxStreams: Infinity, maxStreamQueueBytes: 100 })
+  const request = { headers: { accept: 'text/event-stream' }, raw: { httpVersionMajor: 2, stream: { destroyed: false } } } as unknown as FastifyRequest
+
+  const raw = new FakeResponse()
+  let settled = false
+  hub.open(request, { raw, hijack () { t.fail('hijacked') }, getHeaders: () => ({}), send () { t.fail('sent') } } as unknown as FastifyReply, { channels: ['a'], positions: [fromNow] }, () => { settled = true })
+  raw.emit('close')
+  acknowledge()
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(settled, true, 'the route hears that the stream is settled')
+  t.equal(raw.writes.length, 0)
+  t.same(metrics.stats(0, 0, undefined).streams.ended, { 'hang-up': 0, slow: 0, lifetime: 0, close: 0, error: 0 }, 'a stream that never opened is not counted as ended')
+
+  reads = 'string'
+  const sent: unknown[] = []
+  hub.open(request, { raw: new FakeResponse(), hijack () {}, getHeaders: () => ({}), send (error: unknown) { sent.push(error) } } as unknown as FastifyReply, { channels: ['a'], positions: [fromNow] })
+  acknowledge()
+  await eventually(() => sent.length === 1)
+  t.match(sent[0], { message: 'not an Error' })
+})

@@ -66,6 +66,12 @@ t.test('Last-Event-ID resumes every channel right after the last event received:
   await resumed.until(p => p.messages.length === 3)
   t.same(resumed.events().map(e => e.data), ['a2', 'b2'])
 
+  // A channel of the query that the id does not name keeps the query's cursor.
+  const afterA1 = first.parser.messages[1]?.id?.split(',')[0] as string
+  const partly = await streamOf(t, origin, { a: '0', b: 'all' }, { lastEventId: afterA1 })
+  await partly.until(p => p.messages.length === 4)
+  t.same(partly.events().map(e => e.data), ['a2', 'b1', 'b2'])
+
   // A stream that drops before its first event resumes from where it opened, not from "now".
   const quiet = await streamOf(t, origin, { c: '0' })
   await quiet.until(p => p.messages.length === 1)
