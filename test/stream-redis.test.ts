@@ -51,7 +51,7 @@ t.test('Redis down: a new stream gets 503 with Retry-After; an open one stays op
   t.equal(refused.status, 503)
   t.equal(refused.headers['retry-after'], '1')
   t.equal((await refused.body()).code, 'FST_COMET_ENGINE_UNAVAILABLE')
-  // Heartbeats go on, and each retries the reads the outage made fail.
+  // Heartbeats go on through the outage: the stream is kept, with its cursors.
   const beats = open.parser.comments.length
   await open.until(p => p.comments.length > beats + 2)
 
