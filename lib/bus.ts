@@ -2,7 +2,7 @@
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
 import { BusStream, type SharedStreamRead, type StreamBusAccess, type StreamSink } from './bus-stream.js'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
-import { errors } from './errors.js'
+import { errors, withRetryAfter } from './errors.js'
 import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
 import { defaultMaxReplyBytes } from './options.js'
 import { countEvents, formatPollReply, isChannelName, type Subscription } from './protocol.js'
@@ -12,6 +12,8 @@ export interface BusOptions {
   /** How long a poll with nothing to deliver waits, in milliseconds. */
   pollTimeoutMs: number
   maxPending: number
+  /** The Retry-After, in whole seconds, of the error a poll gets past maxPending. @default 1 */
+  retryAfterSeconds?: number
   /** Most events of one channel in one reply. */
   batchSize: number
   /** Most bytes of an event's data as JSON. */
@@ -103,7 +105,7 @@ export class CometBus {
   stream (subscription: Subscription, sink: StreamSink): BusStream {
     const stream = new BusStream(this.#streamAccess, subscription, sink)
     if (this.#streams.size >= (this.#options.maxStreams ?? Infinity)) {
-      stream.refuse(new errors.FST_COMET_TOO_MANY_STREAMS(this.#options.maxStreams as number))
+      stream.refuse(withRetryAfter(new errors.FST_COMET_TOO_MANY_STREAMS(this.#options.maxStreams as number), this.#options.retryAfterSeconds ?? 1))
     } else {
       this.#streams.add(stream)
     }
@@ -189,7 +191,9 @@ export class CometBus {
       this.#answer(poll, backlogs, readFrom, this.#closing ? 'close' : poll.superseded ? 'superseded' : 'wait0')
       return
     }
-    if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
+    if (this.#waiting.size >= this.#options.maxPending) {
+      throw withRetryAfter(new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending), this.#options.retryAfterSeconds ?? 1)
+    }
     poll.nexts = nextsOf(backlogs)
     poll.state = 'waiting'
     poll.expiresAt = performance.now() + this.#options.pollTimeoutMs

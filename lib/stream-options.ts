@@ -1,6 +1,6 @@
 // The options of streaming (Server-Sent Events on the subscribe route, docs/streaming.md), apart
 // from lib/options.ts so that the transport's settings read in one place.
-import { errors } from './errors.js'
+import { invalid } from './validate.js'
 
 export interface CometStreamOptions {
   /**
@@ -73,8 +73,4 @@ export function resolveStreamOptions<T extends Record<string, unknown>> (options
 
 function seconds (name: string, value: unknown): asserts value is number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) invalid(name, 'a positive number of seconds', value)
-}
-
-function invalid (name: string, expected: string, value: unknown): never {
-  throw new errors.FST_COMET_INVALID_OPTION(name, expected, typeof value === 'string' ? JSON.stringify(value) : String(value))
 }
