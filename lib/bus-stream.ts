@@ -152,9 +152,8 @@ export class BusStream implements ChannelWatcher {
     this.#sink.fail(error)
   }
 
-  /** @internal The server closes: end the stream now. */
+  /** @internal The server closes: end the stream now. The bus holds only streams not done. */
   close (): void {
-    if (this.#state === 'done') return
     this.#done()
     this.#sink.end('close')
   }

@@ -192,3 +192,35 @@ t.test('past maxStreams, a stream fails with FST_COMET_TOO_MANY_STREAMS', async 
   t.match(refused.failed, { code: 'FST_COMET_TOO_MANY_STREAMS', statusCode: 503 })
   t.equal(refused.opened, undefined)
 })
+
+t.test('a read that settles after the stream was cancelled hands nothing over, whether it opens, delivers or fails', async t => {
+  const { engine, bus } = setUp(t)
+  engine.reads = 'async'
+  const opening = new RecordingSink()
+  const first = bus.stream({ channels: ['a'], positions: [fromNow] }, opening)
+  first.start()
+  first.cancel()
+  await turn()
+  t.equal(opening.opened, undefined, 'the first read came back after the hang-up')
+
+  engine.reads = 'sync'
+  const live = new RecordingSink()
+  const second = bus.stream({ channels: ['b'], positions: [fromNow] }, live)
+  second.start()
+  engine.reads = 'async'
+  await bus.publish('b', 'too late')
+  second.cancel()
+  await turn()
+  t.same(live.delivered, [], 'a live read came back after the hang-up')
+
+  engine.reads = 'sync'
+  const failing = new RecordingSink()
+  const third = bus.stream({ channels: ['c'], positions: [fromNow] }, failing)
+  third.start()
+  engine.reads = 'broken'
+  const published = bus.publish('c', 'x')
+  third.cancel()
+  await published
+  await turn()
+  t.equal(failing.ended, undefined, 'a failed read came back after the hang-up')
+})
