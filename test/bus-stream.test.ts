@@ -195,13 +195,15 @@ t.test('past maxStreams, a stream fails with FST_COMET_TOO_MANY_STREAMS', async 
 
 t.test('a read that settles after the stream was cancelled hands nothing over, whether it opens, delivers or fails', async t => {
   const { engine, bus } = setUp(t)
+  await bus.publish('a', 'held')
   engine.reads = 'async'
   const opening = new RecordingSink()
-  const first = bus.stream({ channels: ['a'], positions: [fromNow] }, opening)
+  const first = bus.stream({ channels: ['a'], positions: [fromOldest] }, opening)
   first.start()
   first.cancel()
   await turn()
   t.equal(opening.opened, undefined, 'the first read came back after the hang-up')
+  t.same(opening.delivered, [])
 
   engine.reads = 'sync'
   const live = new RecordingSink()
