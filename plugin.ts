@@ -2,7 +2,7 @@
 // bus to the server's lifecycle and decorates the instance with `fastify.comet`.
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { CometBus } from './lib/bus.js'
+import { CometBus, type ChannelHistory, type HistoryOptions, type PublishOptions, type PublishResult } from './lib/bus.js'
 import { clientRoute } from './lib/http/client-route.js'
 import { closeIdleConnectionsUntilClosed } from './lib/http/drain.js'
 import { fromNow, fromOldest, type CometEngine } from './lib/engines/engine.js'
@@ -13,8 +13,24 @@ import { resolveOptions, type CometOptions } from './lib/options.js'
 import { cometRoutes } from './lib/http/routes.js'
 
 export interface Comet {
-  /** Publishes `data` (any JSON value) on a channel and wakes its waiting polls. */
-  publish (channel: string, data?: unknown): Promise<{ id: string }>
+  /**
+   * Publishes `data` (any JSON value) on a channel and wakes its waiting polls. With an
+   * `idempotencyKey`, a repeat within the engine's window stores nothing and resolves to the first
+   * publish's id with `replayed: true`; the same key with other data rejects with
+   * FST_COMET_IDEMPOTENCY_KEY_REUSED. See docs/publishing.md.
+   */
+  publish (channel: string, data?: unknown, options?: PublishOptions): Promise<PublishResult>
+  /**
+   * The channel's position: a cursor that every event published from now on comes after. Read it
+   * before loading what a page shows, and let the page subscribe from it: nothing published in
+   * between is missed (or the page is told with a gap).
+   */
+  position (channel: string): Promise<string>
+  /**
+   * The events the engine holds on a channel after a cursor (or from the oldest), at most `limit`
+   * (default `batchSize`), with `gap` when some after the cursor are no longer held, as a poll has.
+   */
+  history (channel: string, options?: HistoryOptions): Promise<ChannelHistory>
   /** Gauges and counters of this instance, and the publish-to-answer histogram: see the README's Metrics. */
   stats (): CometStats
 }
@@ -35,7 +51,9 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
     historySize: options.historySize,
     historyTtl: options.historyTtl,
     historyBytes: options.historyBytes,
-    historyChannels: options.historyChannels
+    historyChannels: options.historyChannels,
+    idempotencyWindow: options.idempotencyWindow,
+    idempotencyKeys: options.idempotencyKeys
   })
   const metrics = new CometMetrics()
   const bus = new CometBus(engine, { ...options, maxStreams: options.stream.maxStreams }, metrics)
@@ -45,7 +63,9 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
   if (options.serveClient) await fastify.register(clientRoute, { prefix: options.prefix, options })
 
   fastify.decorate('comet', {
-    publish: (channel: string, data?: unknown) => bus.publish(channel, data),
+    publish: (channel: string, data?: unknown, publishOptions?: PublishOptions) => bus.publish(channel, data, publishOptions),
+    position: (channel: string) => bus.position(channel),
+    history: (channel: string, historyOptions?: HistoryOptions) => bus.history(channel, historyOptions),
     stats: () => bus.stats()
   } satisfies Comet)
 
@@ -87,6 +107,7 @@ export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
 export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage, StreamStats, StreamOpenMessage, StreamEndMessage } from './lib/metrics.js'
 export type { StreamEndReason } from './lib/bus-stream.js'
-export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, EngineLogger, ReadPosition, StoredEvent } from './lib/engines/engine.js'
+export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, EngineLogger, IdempotentPublish, ReadPosition, StoredEvent } from './lib/engines/engine.js'
+export type { ChannelHistory, HistoryOptions, PublishOptions, PublishResult } from './lib/bus.js'
 export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'

@@ -2,10 +2,11 @@
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
 import { BusStream, type SharedStreamRead, type StreamBusAccess, type StreamSink } from './bus-stream.js'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
+import { fromNow, fromOldest } from './engines/engine.js'
 import { errors, withRetryAfter } from './errors.js'
 import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
 import { defaultMaxReplyBytes } from './options.js'
-import { countEvents, formatPollReply, isChannelName, type Subscription } from './protocol.js'
+import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from './protocol.js'
 import { withinReplyBytes } from './reply-bound.js'
 
 export interface BusOptions {
@@ -22,6 +23,39 @@ export interface BusOptions {
   maxReplyBytes?: number
   /** Most streams open at once. @default Infinity */
   maxStreams?: number
+}
+
+export interface PublishOptions {
+  /**
+   * Makes the publish safe to repeat: within the engine's window, a publish with the same key on
+   * the same channel stores nothing and is answered with the first one's id, marked `replayed`.
+   * 1 to 128 characters from A-Z a-z 0-9 _ - . : ~ @ + / =, such as a UUID.
+   */
+  idempotencyKey?: string | undefined
+}
+
+export interface PublishResult {
+  /** The event's id: also a cursor, after which the events published later come. */
+  id: string
+  /** Present on a repeat of an idempotency key: nothing was stored, and `id` is the first publish's. */
+  replayed?: true
+}
+
+export interface HistoryOptions {
+  /** A cursor (from position(), an event id, or a poll's `p`): the events after it. @default the oldest held */
+  after?: string | undefined
+  /** Most events returned. @default batchSize */
+  limit?: number | undefined
+}
+
+/** A channel's held events, as server code reads them. */
+export interface ChannelHistory {
+  /** Oldest first, at most the limit. */
+  events: Array<{ id: string, data: unknown }>
+  /** The cursor to continue from: the last event's id, or the channel's position when there is none. */
+  next: string
+  /** True when events after `after` are no longer held: the same rule as a poll's `gap`. */
+  gap: boolean
 }
 
 export class CometBus {
@@ -64,15 +98,46 @@ export class CometBus {
     }
   }
 
-  /** Stores an event and wakes the polls waiting on its channel. */
-  async publish (channel: string, data: unknown): Promise<{ id: string }> {
+  /** Stores an event and wakes the polls waiting on its channel; with a key, at most once within the engine's window. */
+  async publish (channel: string, data: unknown, options?: PublishOptions): Promise<PublishResult> {
     if (!isChannelName(channel)) throw new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(channel) ?? String(channel))
+    const idempotencyKey = options?.idempotencyKey
+    if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
+      throw new errors.FST_COMET_INVALID_IDEMPOTENCY_KEY(JSON.stringify(idempotencyKey) ?? String(idempotencyKey))
+    }
     const json = toJson(data)
     const bytes = Buffer.byteLength(json)
     if (bytes > this.#options.maxPayload) throw new errors.FST_COMET_PAYLOAD_TOO_LARGE(bytes, this.#options.maxPayload)
-    const id = await this.#engine.publish(channel, json)
+    if (idempotencyKey === undefined) {
+      const id = await this.#engine.publish(channel, json)
+      this.#metrics.onPublish(channel, id)
+      return { id }
+    }
+    if (this.#engine.publishIdempotent === undefined) throw new errors.FST_COMET_IDEMPOTENCY_UNSUPPORTED()
+    const { id, replayed } = await this.#engine.publishIdempotent(channel, json, idempotencyKey)
+    if (replayed) return { id, replayed: true }
     this.#metrics.onPublish(channel, id)
     return { id }
+  }
+
+  /** The cursor that every event published on the channel from now on comes after. */
+  async position (channel: string): Promise<string> {
+    if (!isChannelName(channel)) throw new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(channel) ?? String(channel))
+    return (await this.#engine.read(channel, fromNow, 1)).next
+  }
+
+  /** The channel's held events after a cursor, or from the oldest, with a poll's gap rule. */
+  async history (channel: string, { after, limit = this.#options.batchSize }: HistoryOptions = {}): Promise<ChannelHistory> {
+    if (!isChannelName(channel)) throw new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(channel) ?? String(channel))
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new errors.FST_COMET_INVALID_LIMIT(JSON.stringify(limit) ?? String(limit))
+    // A cursor is a string; the engine says whether it is one of its own.
+    if (after !== undefined && typeof after !== 'string') throw new errors.FST_COMET_INVALID_CURSOR(JSON.stringify(channel))
+    const backlog = await this.#engine.read(channel, after ?? fromOldest, limit)
+    return {
+      events: backlog.events.map(event => ({ id: event.id, data: JSON.parse(event.json) as unknown })),
+      next: backlog.next,
+      gap: backlog.gap
+    }
   }
 
   /**

@@ -112,6 +112,30 @@ export const errors = {
     'fastify-comet: the engine cannot reach its store (%s); retry after the Retry-After delay, and check that Redis is up',
     503
   ),
+  /** An `Idempotency-Key` header, or the `idempotencyKey` of `fastify.comet.publish()`, that is not a key. */
+  FST_COMET_INVALID_IDEMPOTENCY_KEY: createError<[string]>(
+    'FST_COMET_INVALID_IDEMPOTENCY_KEY',
+    'fastify-comet: invalid idempotency key %s; a key has 1 to 128 characters from A-Z a-z 0-9 _ - . : ~ @ + / = (a UUID will do), optionally in double quotes',
+    400
+  ),
+  /** A key already used on this channel, within the window, for different data. */
+  FST_COMET_IDEMPOTENCY_KEY_REUSED: createError<[string, string]>(
+    'FST_COMET_IDEMPOTENCY_KEY_REUSED',
+    'fastify-comet: idempotency key %s was used on channel "%s" for different data; send a retry with the same data, and a new event with a new key',
+    422
+  ),
+  /** A keyed publish on an engine that does not implement `publishIdempotent`. */
+  FST_COMET_IDEMPOTENCY_UNSUPPORTED: createError(
+    'FST_COMET_IDEMPOTENCY_UNSUPPORTED',
+    'fastify-comet: the engine does not support idempotency keys (it has no publishIdempotent method); publish without a key, or use MemoryEngine or RedisEngine',
+    501
+  ),
+  /** The `limit` of `fastify.comet.history()` is not a positive integer. */
+  FST_COMET_INVALID_LIMIT: createError<[string]>(
+    'FST_COMET_INVALID_LIMIT',
+    'fastify-comet: history limit must be a positive integer (got %s)',
+    400
+  ),
   FST_COMET_CLOSED: createError(
     'FST_COMET_CLOSED',
     'fastify-comet: the server is closing; publish before fastify.close() or on a running instance',

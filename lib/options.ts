@@ -59,6 +59,20 @@ export interface CometOptions extends CometStreamOptions {
    */
   historyChannels?: number | undefined
   /**
+   * Seconds the built-in memory engine remembers an idempotency key (the `Idempotency-Key` header
+   * of a publish, or `fastify.comet.publish()`'s `idempotencyKey`): a publish repeating a key within
+   * this window stores nothing and is answered with the first publish's id. After it, the key is
+   * forgotten and the same key publishes a new event. See docs/publishing.md.
+   * @default 300
+   */
+  idempotencyWindow?: number | undefined
+  /**
+   * Idempotency keys the built-in memory engine remembers at once, across channels; past it the
+   * oldest is forgotten before its window ends. Keys also count in `historyBytes`.
+   * @default 100000
+   */
+  idempotencyKeys?: number | undefined
+  /**
    * Most channels one subscribe may name.
    * @default 32
    */
@@ -165,6 +179,10 @@ export interface ResolvedCometOptions {
   /** Undefined: the memory engine's default, from the heap limit. */
   historyBytes: number | undefined
   historyChannels: number
+  /** Undefined: the memory engine's default. */
+  idempotencyWindow: number | undefined
+  /** Undefined: the memory engine's default. */
+  idempotencyKeys: number | undefined
   maxChannels: number
   maxPayload: number
   maxPending: number
@@ -206,6 +224,8 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     historyTtl,
     historyBytes,
     historyChannels,
+    idempotencyWindow,
+    idempotencyKeys,
     maxChannels = defaultMaxChannels,
     maxPayload = defaultMaxPayload,
     maxPending = defaultMaxPending,
@@ -257,7 +277,11 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     if (historyTtl !== undefined) invalid('historyTtl', 'left out when an engine is given (configure the engine itself)', historyTtl)
     if (historyBytes !== undefined) invalid('historyBytes', 'left out when an engine is given (configure the engine itself)', historyBytes)
     if (historyChannels !== undefined) invalid('historyChannels', 'left out when an engine is given (configure the engine itself)', historyChannels)
+    if (idempotencyWindow !== undefined) invalid('idempotencyWindow', 'left out when an engine is given (configure the engine itself)', idempotencyWindow)
+    if (idempotencyKeys !== undefined) invalid('idempotencyKeys', 'left out when an engine is given (configure the engine itself)', idempotencyKeys)
   }
+  if (idempotencyWindow !== undefined) positiveNumber('idempotencyWindow', idempotencyWindow, 'a positive number of seconds')
+  if (idempotencyKeys !== undefined) positiveInteger('idempotencyKeys', idempotencyKeys)
   if (historyBytes !== undefined) positiveInteger('historyBytes', historyBytes)
   const resolvedHistoryChannels = historyChannels ?? defaultHistoryChannels
   positiveInteger('historyChannels', resolvedHistoryChannels)
@@ -278,6 +302,8 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     historyTtl: resolvedHistoryTtl,
     historyBytes,
     historyChannels: resolvedHistoryChannels,
+    idempotencyWindow,
+    idempotencyKeys,
     maxChannels,
     maxPayload,
     maxPending,
@@ -299,7 +325,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
 }
 
 function knownOptionNames (): string {
-  return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'maxChannels', 'maxPayload', 'maxPending',
+  return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'idempotencyWindow', 'idempotencyKeys', 'maxChannels', 'maxPayload', 'maxPending',
     'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient', 'logLevel', 'logSerializers',
     'routeConfig', 'constraints', 'schemaHide', ...streamOptionNames].join(', ')
 }

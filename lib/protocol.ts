@@ -8,6 +8,25 @@ import { cursorAllHeld, cursorFromNow } from './wire-format.js'
 
 export { channelNameChars, channelNamePattern, cursorAllHeld, cursorFromNow, cursorPattern, isChannelName, subscribedKeyPattern } from './wire-format.js'
 
+/**
+ * 1 to 128 characters that are safe in a Redis key and an HTTP header: UUIDs, ULIDs, hex and
+ * base64 (either alphabet) all fit. The header of the IETF draft "The Idempotency-Key HTTP Header
+ * Field" is a Structured Field string, in double quotes: they are taken off first.
+ */
+const idempotencyKeyRegExp = /^[A-Za-z0-9_.:~@+/=-]{1,128}$/
+
+export function isIdempotencyKey (value: unknown): value is string {
+  return typeof value === 'string' && idempotencyKeyRegExp.test(value)
+}
+
+/**
+ * The key an `Idempotency-Key` header carries, quoted or not; the bus checks it. Node.js joins a
+ * header sent twice into one string with ", ", which no key contains: the bus refuses it.
+ */
+export function idempotencyKeyOfHeader (header: string): string {
+  return header.length >= 2 && header.startsWith('"') && header.endsWith('"') ? header.slice(1, -1) : header
+}
+
 /** The channels a subscribe names, each once, in order, and where to read each from. */
 export interface Subscription {
   readonly channels: readonly string[]

@@ -17,6 +17,10 @@
 // each start: a stream client keeps the cursors of the last message id it received and reconnects
 // with them as Last-Event-ID, on the URL it first used, as an EventSource does; its hang-ups and
 // reconnects close the stream at any point, and it catches up by polls at the end.
+//
+// Some clients are pages rendered on the server: they start when a 'render' action comes, from
+// the position server code read (fastify.comet.position) or after the events it rendered from
+// fastify.comet.history, and must then receive exactly what was published after the render.
 import { strict as assert } from 'node:assert'
 import type { FastifyInstance } from 'fastify'
 import fc from 'fast-check'
@@ -55,11 +59,16 @@ type Action =
   /** Hangs up and polls again at once, while the server may still hold the old poll. */
   | { do: 'reconnect', client: number, server: number }
   | { do: 'wait', ms: number }
+  /** Renders a page for a client that starts from a render: reads its channels' positions or history on a server. */
+  | { do: 'render', client: number, server: number, via: 'position' | 'history' }
 
 interface ClientPlan {
   channels: string[]
-  /** "0": a first poll before anything is published; "all": from everything held, at any time. */
-  from: '0' | 'all'
+  /**
+   * "0": a first poll before anything is published; "all": from everything held, at any time;
+   * "render": nothing until a 'render' action (or the end) renders its page, then from there.
+   */
+  from: '0' | 'all' | 'render'
   /** Polls again as soon as a reply comes, as a browser client does; else only when told to. */
   loops: boolean
   /** How the client subscribes: long-polls, a stream, or each in turn. */
@@ -93,12 +102,13 @@ const rawAction = fc.oneof(
   { weight: 3, arbitrary: fc.record({ do: fc.constant('poll'), client: fc.nat(2), server: fc.nat(1) }) },
   { weight: 1, arbitrary: fc.record({ do: fc.constant('hangUp'), client: fc.nat(2) }) },
   { weight: 1, arbitrary: fc.record({ do: fc.constant('reconnect'), client: fc.nat(2), server: fc.nat(1) }) },
-  { weight: 2, arbitrary: fc.record({ do: fc.constant('wait'), ms: fc.constantFrom(0, 2, 10, 30, 60) }) }
+  { weight: 2, arbitrary: fc.record({ do: fc.constant('wait'), ms: fc.constantFrom(0, 2, 10, 30, 60) }) },
+  { weight: 1, arbitrary: fc.record({ do: fc.constant('render'), client: fc.nat(2), server: fc.nat(1), via: fc.constantFrom('position', 'history') }) }
 )
 
 const scenarios: fc.Arbitrary<Scenario> = fc.record({
   channels: fc.uniqueArray(channelName, { minLength: 1, maxLength: 3 }),
-  clients: fc.array(fc.record({ picks: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), from: fc.constantFrom('0', 'all'), loops: fc.boolean(), transport: fc.constantFrom('poll', 'stream', 'mixed') }), { minLength: 1, maxLength: 3 }),
+  clients: fc.array(fc.record({ picks: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), from: fc.constantFrom('0', 'all', 'render'), loops: fc.boolean(), transport: fc.constantFrom('poll', 'stream', 'mixed') }), { minLength: 1, maxLength: 3 }),
   batchSize: fc.constantFrom(100, 2, 1),
   // About one to three events in a reply, with their names and text.
   maxReplyBytes: fc.constantFrom(1024 * 1024, 500),
@@ -115,6 +125,7 @@ const scenarios: fc.Arbitrary<Scenario> = fc.record({
         case 'publish': return { do: 'publish', channels: [...new Set(a.channels.map(channel))], via: a.via, server: a.server }
         case 'wait': return { do: 'wait', ms: a.ms }
         case 'hangUp': return { do: a.do, client: client(a.client) }
+        case 'render': return { do: a.do, client: client(a.client), server: a.server, via: a.via }
         default: return { do: a.do, client: client(a.client), server: a.server }
       }
     })
@@ -143,6 +154,10 @@ class Client {
   outstanding: Outstanding | undefined
   /** Whether a reply starts the next poll; set while the actions play, for clients that loop. */
   looping = false
+  /** False for a page not rendered yet: it has no cursors, and does not poll. */
+  rendered: boolean
+  /** Per channel, how many of its events were published before the page was rendered with its position. */
+  readonly renderedAfter = new Map<string, number>()
   readonly #origins: readonly string[]
   readonly #maxReplyBytes: number
   readonly #inFlight: Array<Promise<unknown>>
@@ -156,6 +171,7 @@ class Client {
     this.#maxReplyBytes = maxReplyBytes
     this.channels = plan.channels
     this.cursors = new Map(plan.channels.map(channel => [channel, plan.from]))
+    this.rendered = plan.from !== 'render'
     for (const channel of plan.channels) this.received.set(channel, [])
     this.#plan = plan
     this.#origins = origins
@@ -164,7 +180,7 @@ class Client {
 
   /** Starts a poll from the saved cursors; its reply counts only if the client does not hang up first. */
   startPoll (server = 0): void {
-    if (this.outstanding !== undefined) return
+    if (this.outstanding !== undefined || !this.rendered) return
     const current: Outstanding = { controller: new AbortController() }
     this.outstanding = current
     const { transport } = this.#plan
@@ -195,7 +211,7 @@ class Client {
   // stays open until the client hangs up; a stream the server ends counts as a hang-up.
   #startStream (current: Outstanding, server: number): void {
     const lastEventId = [...this.cursors].map(([channel, cursor]) => `${channel}=${cursor}`).join(',')
-    const url = Object.fromEntries(this.channels.map(channel => [channel, this.#plan.from]))
+    const url = Object.fromEntries(this.channels.map(channel => [channel, this.#plan.from === 'render' ? '0' : this.#plan.from]))
     const opened = openStream(this.#origin(server), url, { lastEventId }).then(stream => {
       if (this.outstanding !== current) {
         stream.close()
@@ -242,6 +258,28 @@ class Client {
       if (cursors.get(event.channel) !== event.id) problem('the id does not carry the event\'s cursor')
     }
     for (const [channel, cursor] of cursors) if (this.cursors.has(channel)) this.cursors.set(channel, cursor)
+  }
+
+  /**
+   * Renders the page on a server: with the position of each channel, read before anything else
+   * (as before a database query), or with the events its history holds. `published` is what each
+   * channel has had so far: publishes are awaited, so none is under way.
+   */
+  async render (app: FastifyInstance, via: 'position' | 'history', published: ReadonlyMap<string, readonly unknown[]>): Promise<void> {
+    if (this.rendered) return
+    this.rendered = true
+    for (const channel of this.channels) {
+      if (via === 'position') {
+        this.renderedAfter.set(channel, published.get(channel)?.length ?? 0)
+        this.cursors.set(channel, await app.comet.position(channel))
+        continue
+      }
+      // HISTORY_SIZE holds every event of a run: one read takes them all.
+      const history = await app.comet.history(channel, { limit: HISTORY_SIZE })
+      if (history.gap) this.gaps.push(channel)
+      this.received.get(channel)?.push(...history.events.map(event => event.data))
+      this.cursors.set(channel, history.next)
+    }
   }
 
   hangUp (): void {
@@ -326,7 +364,7 @@ async function play (scenario: Scenario, makeServers: (limits: ServerLimits) => 
     const fromNow = clients.filter((_, i) => scenario.clients[i]?.from === '0')
     for (const client of fromNow) client.startPoll()
     await Promise.all(fromNow.map(client => client.settle()))
-    clients.forEach((client, i) => { client.looping = scenario.clients[i]?.loops === true })
+    clients.forEach((client, i) => { client.looping = client.rendered && scenario.clients[i]?.loops === true })
 
     for (const action of scenario.actions) {
       switch (action.do) {
@@ -347,11 +385,20 @@ async function play (scenario: Scenario, makeServers: (limits: ServerLimits) => 
           clients[action.client]?.startPoll(action.server)
           break
         case 'wait': await sleep(action.ms); break
+        case 'render': {
+          const client = clients[action.client] as Client
+          if (client.rendered) break
+          await client.render(app(action.server), action.via, published)
+          client.looping = scenario.clients[action.client]?.loops === true
+          break
+        }
       }
     }
 
-    // Let the outstanding polls answer, close the streams, then catch every client up.
+    // Let the outstanding polls answer, render the pages still to render, close the streams, then
+    // catch every client up.
     for (const client of clients) client.looping = false
+    for (const client of clients) await client.render(app(0), 'position', published)
     await Promise.all(clients.map(client => client.settle()))
     for (const client of clients) if (client.outstanding?.stream !== undefined) client.hangUp()
     await Promise.all(clients.map(client => client.drain()))
@@ -362,7 +409,7 @@ async function play (scenario: Scenario, makeServers: (limits: ServerLimits) => 
       client: client.name,
       problems: [],
       gaps: [],
-      received: client.channels.map(channel => [channel, published.get(channel)])
+      received: client.channels.map(channel => [channel, published.get(channel)?.slice(client.renderedAfter.get(channel) ?? 0)])
     }))
     const observed = clients.map(client => ({
       client: client.name,

@@ -13,6 +13,12 @@ export function engineContract (t: Test, name: string, makeEngine: (options: { h
     return engine
   }
 
+  function idempotent (engine: CometEngine): NonNullable<CometEngine['publishIdempotent']> {
+    const publishIdempotent = engine.publishIdempotent
+    if (publishIdempotent === undefined) throw new Error(`${name} has no publishIdempotent`)
+    return publishIdempotent.bind(engine)
+  }
+
   function recorder (): ChannelWatcher & { seen: string[] } {
     const seen: string[] = []
     return { seen, notify: channel => { seen.push(channel) } }
@@ -117,6 +123,51 @@ export function engineContract (t: Test, name: string, makeEngine: (options: { h
     await engine.publish('room', '1')
     await eventually(() => others.every(o => o.seen.length > 0))
     t.same(others.map(o => o.seen), [['room'], ['room'], ['room']])
+  })
+
+  t.test(`${name}: a publish repeating an idempotency key stores nothing, tells no watcher, and answers the first id`, async t => {
+    const engine = await withEngine(t)
+    const publishIdempotent = idempotent(engine)
+    const watcher = recorder()
+    await engine.watch('room', watcher)
+    const first = await publishIdempotent('room', '{"text":"hi"}', 'key-1')
+    t.same(first, { id: first.id, replayed: false })
+    await eventually(() => watcher.seen.length === 1)
+    const again = await publishIdempotent('room', '{"text":"hi"}', 'key-1')
+    t.same(again, { id: first.id, replayed: true })
+    const other = await publishIdempotent('room', '{"text":"hi"}', 'key-2')
+    t.equal(other.replayed, false, 'another key is another event')
+    const plain = await engine.publish('room', '{"text":"hi"}')
+    t.same((await engine.read('room', fromOldest, 10)).events.map(e => e.id), [first.id, other.id, plain], 'the repeat stored nothing')
+    await eventually(() => watcher.seen.length === 3)
+    t.same(watcher.seen, ['room', 'room', 'room'], 'and woke no one')
+  })
+
+  t.test(`${name}: an idempotency key is scoped to its channel`, async t => {
+    const engine = await withEngine(t)
+    const publishIdempotent = idempotent(engine)
+    const a = await publishIdempotent('a', '1', 'shared-key')
+    const b = await publishIdempotent('b', '1', 'shared-key')
+    t.same([a.replayed, b.replayed], [false, false])
+    t.same((await engine.read('b', fromOldest, 10)).events.map(e => e.id), [b.id])
+  })
+
+  t.test(`${name}: an idempotency key repeated with other data is refused with 422, and stores nothing`, async t => {
+    const engine = await withEngine(t)
+    const publishIdempotent = idempotent(engine)
+    const first = await publishIdempotent('room', '1', 'key')
+    await t.rejects(publishIdempotent('room', '2', 'key'), { statusCode: 422, code: 'FST_COMET_IDEMPOTENCY_KEY_REUSED', message: /key "key" was used on channel "room" for different data/ })
+    t.same((await engine.read('room', fromOldest, 10)).events.map(e => e.id), [first.id])
+    t.same(await publishIdempotent('room', '1', 'key'), { id: first.id, replayed: true }, 'the first data is still a replay')
+  })
+
+  t.test(`${name}: publishes racing with one idempotency key store one event`, async t => {
+    const engine = await withEngine(t)
+    const publishIdempotent = idempotent(engine)
+    const results = await Promise.all(Array.from({ length: 8 }, async () => publishIdempotent('room', '"once"', 'racing-key')))
+    t.equal(new Set(results.map(r => r.id)).size, 1, 'one id for all')
+    t.equal(results.filter(r => !r.replayed).length, 1, 'one of them stored it')
+    t.equal((await engine.read('room', fromOldest, 10)).events.length, 1)
   })
 
   t.test(`${name}: channelCount counts channels with watchers or events`, async t => {

@@ -136,6 +136,12 @@ t.test('publishing on a closed engine is refused', async t => {
   await t.rejects(engine.publish('room', '1'), { code: 'FST_COMET_CLOSED' })
 })
 
+t.test('a keyed publish on a closed engine is refused', async t => {
+  const engine = new MemoryEngine()
+  await engine.close()
+  await t.rejects(engine.publishIdempotent('room', '1', 'k'), { code: 'FST_COMET_CLOSED' })
+})
+
 t.test('several events expired at once: the newest of them is remembered as lost, so a cursor before it gets a gap', async t => {
   const clock = fakeClock()
   const engine = engineFor(t, { historyTtl: 10, now: clock.now })

@@ -47,6 +47,11 @@ const badOptions: Array<[string, Record<string, unknown>, RegExp]> = [
   ['logSerializers as a function', { logSerializers: () => ({}) }, /option "logSerializers".*got a function/],
   ['routeConfig as an array', { routeConfig: [] }, /option "routeConfig" must be an object \(got an array\)/],
   ['constraints as a string', { constraints: 'example.com' }, /option "constraints" must be an object/],
+  ['idempotencyWindow of zero', { idempotencyWindow: 0 }, /option "idempotencyWindow" must be a positive number of seconds \(got 0\)/],
+  ['idempotencyWindow of Infinity', { idempotencyWindow: Infinity }, /option "idempotencyWindow" must be a positive number of seconds/],
+  ['idempotencyKeys as a fraction', { idempotencyKeys: 2.5 }, /option "idempotencyKeys" must be a positive integer \(got 2.5\)/],
+  ['idempotencyWindow together with an engine', { engine: new MemoryEngine(), idempotencyWindow: 5 }, /option "idempotencyWindow" must be left out when an engine is given/],
+  ['idempotencyKeys together with an engine', { engine: new MemoryEngine(), idempotencyKeys: 5 }, /option "idempotencyKeys" must be left out when an engine is given/],
   ['schemaHide as a string', { schemaHide: 'yes' }, /option "schemaHide" must be true or false/]
 ]
 

@@ -39,7 +39,9 @@ t.test('bad options throw coded errors at construction', async t => {
     ['keyPrefix', 'a{b}:'],
     ['keyPrefix', 'x'.repeat(65)],
     ['keyPrefix', 7],
-    ['detectDataLoss', 'yes']
+    ['detectDataLoss', 'yes'],
+    ['idempotencyWindow', 0],
+    ['idempotencyWindow', Infinity]
   ]
   for (const [name, value] of cases) {
     const options = { redis: redis.url, [name]: value } as unknown as RedisEngineOptions
@@ -228,6 +230,12 @@ t.test('watching on a closed engine is refused', async t => {
   const engine = new RedisEngine({ redis: redis.url, keyPrefix: prefix() })
   await engine.close()
   await t.rejects(async () => engine.watch('room', recorder()), { code: 'FST_COMET_CLOSED' })
+})
+
+t.test('a keyed publish on a closed engine is refused', async t => {
+  const engine = new RedisEngine({ redis: redis.url, keyPrefix: prefix() })
+  await engine.close()
+  await t.rejects(engine.publishIdempotent('room', '1', 'k'), { code: 'FST_COMET_CLOSED' })
 })
 
 /**

@@ -17,11 +17,11 @@ import { closedError, CometClientError, isRefusal, refusedError, unsubscribedErr
 import { explainFailure, FailureWarnings } from './failures.js'
 import { asError, type LeaderMessage } from './messages.js'
 import { Poller } from './poller.js'
+import { publishOnce } from './publisher.js'
 import { type Listener, TabChannels } from './tab-channels.js'
 import { pageSharing, TabSharing } from './tab-sharing.js'
 import type { TransportState } from './transport.js'
 import type { CometClientOptions, CometClientState, CometListener, CometRetryOptions, CometSubscribeOptions, CometSubscription } from './types.js'
-import { errorOf } from './wire.js'
 
 export { CometClientError } from './errors.js'
 export type * from './types.js'
@@ -36,6 +36,7 @@ export class CometClient {
   readonly #channels: TabChannels
   readonly #tabs: TabSharing
   readonly #maxDelay: number
+  readonly #retry: Required<CometRetryOptions>
   readonly #warnings = new FailureWarnings()
   #state: CometClientState = 'idle'
   /** The shared poll's state, as the leader last said. */
@@ -54,6 +55,7 @@ export class CometClient {
       }
     }
     this.#maxDelay = retry.maxDelay
+    this.#retry = retry
     const tab = this.#tab
     this.#channels = new TabChannels({
       tab,
@@ -135,19 +137,17 @@ export class CometClient {
     this.#refreshState()
   }
 
-  /** Publishes through the plugin's publish route. Not retried: a publish is not idempotent. */
+  /**
+   * Publishes through the plugin's publish route, with an Idempotency-Key of its own: a network
+   * failure or a 503 is retried with the same key (with the retry backoff, honouring Retry-After,
+   * at most 6 tries in all), so the event is stored once. Rejects with the last failure, or at once
+   * with the server's error for any other answer.
+   */
   async publish (channel: string, data?: unknown): Promise<{ id: string }> {
     this.#assertOpen()
     assertChannelName(channel)
-    const init: RequestInit = { method: 'POST' }
-    if (data !== undefined) {
-      init.headers = { 'content-type': 'application/json' }
-      init.body = JSON.stringify(data)
-    }
     // ?channel= rather than the path: URL parsers turn the names "." and ".." into dot segments.
-    const response = await this.#fetch(new URL(`publish?channel=${encodeURIComponent(channel)}`, this.#base), init)
-    if (!response.ok) throw await errorOf(response)
-    return await response.json() as { id: string }
+    return await publishOnce({ fetch: this.#fetch, url: new URL(`publish?channel=${encodeURIComponent(channel)}`, this.#base), data, retry: this.#retry })
   }
 
   /** Ends the poll in flight and every retry; subscriptions not yet ready reject. */

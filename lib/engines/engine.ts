@@ -29,6 +29,14 @@ export interface ChannelBacklog {
   readonly gap: boolean
 }
 
+/** What a publish with an idempotency key did. */
+export interface IdempotentPublish {
+  /** The new event's id; on a replay, the id the first publish with the key got. */
+  readonly id: string
+  /** True when the key had been used on the channel within the engine's window: nothing was stored. */
+  readonly replayed: boolean
+}
+
 /** Told when an event is published on a channel it watches. */
 export interface ChannelWatcher {
   notify (channel: string): void
@@ -37,6 +45,16 @@ export interface ChannelWatcher {
 export interface CometEngine {
   /** Stores an event and notifies the channel's watchers; resolves to the event's id. */
   publish (channel: string, json: string): Promise<string>
+  /**
+   * Publishes as publish() does, unless `idempotencyKey` was used on this channel within the
+   * engine's window: then it stores nothing, notifies no one and resolves to the first publish's
+   * id with `replayed: true`, or rejects with FST_COMET_IDEMPOTENCY_KEY_REUSED (422) when that
+   * publish's JSON was different. Atomic: publishes racing with one key store one event, across
+   * every process an engine on a server is shared by. The key is already checked by the bus
+   * (1 to 128 URL-safe characters). Optional: an engine without it has keyed publishes refused
+   * with FST_COMET_IDEMPOTENCY_UNSUPPORTED.
+   */
+  publishIdempotent? (channel: string, json: string, idempotencyKey: string): Promise<IdempotentPublish>
   /**
    * Reads a channel's held events after a position. Throws an error with statusCode 400 for a
    * cursor that this kind of engine could never have returned. May answer synchronously.

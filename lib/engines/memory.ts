@@ -1,10 +1,11 @@
 // The in-memory engine: each channel's recent events in this process, watchers woken synchronously.
 import { randomBytes } from 'node:crypto'
 import { getHeapStatistics } from 'node:v8'
-import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition, StoredEvent } from './engine.js'
+import type { ChannelBacklog, ChannelWatcher, CometEngine, IdempotentPublish, ReadPosition, StoredEvent } from './engine.js'
 import { fromNow, fromOldest } from './engine.js'
 import { errors } from '../errors.js'
-import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from './defaults.js'
+import { IdempotencyKeys } from './idempotency-keys.js'
+import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl, defaultIdempotencyKeys, defaultIdempotencyWindow } from './defaults.js'
 
 export interface MemoryEngineOptions {
   /** Events kept per channel. @default 100 */
@@ -22,6 +23,16 @@ export interface MemoryEngineOptions {
    * until a channel holds none. @default 100000
    */
   historyChannels?: number | undefined
+  /**
+   * Seconds an idempotency key is remembered on its channel: a publish repeating it within this
+   * window stores nothing and gets the first publish's id. @default 300
+   */
+  idempotencyWindow?: number | undefined
+  /**
+   * Idempotency keys remembered at once, across channels; past it, or past `historyBytes` (which
+   * counts them), the oldest is forgotten before its window ends. @default 100000
+   */
+  idempotencyKeys?: number | undefined
   /** The clock, in milliseconds since the Unix epoch; tests pass a fake one. @default Date.now */
   now?: (() => number) | undefined
 }
@@ -103,9 +114,11 @@ export class MemoryEngine implements CometEngine {
   #forgottenLoss: Position | undefined
   readonly #now: () => number
   readonly #instanceId = randomBytes(6).toString('base64url')
-  readonly #sweepTimer: NodeJS.Timeout | undefined
+  readonly #sweepTimer: NodeJS.Timeout
   /** How long the newest event of a channel serves as its cursor at "now": see #head. */
   readonly #youngMs: number
+  /** Idempotency keys within their window; their bytes count in historyBytes. */
+  readonly #idempotencyKeys: IdempotencyKeys
   #clockMs = 0
   /** The cursor at "now" last made, after every event so far: polls share it until the clock or the timeline moves. */
   #nowCursor = { ms: -1, n: 0, cursor: '' }
@@ -118,22 +131,47 @@ export class MemoryEngine implements CometEngine {
       historyTtl = defaultHistoryTtl,
       historyBytes = defaultHistoryBytes(),
       historyChannels = defaultHistoryChannels,
+      idempotencyWindow = defaultIdempotencyWindow,
+      idempotencyKeys = defaultIdempotencyKeys,
       now = Date.now
     } = options
     this.#historySize = historySize
     this.#historyTtlMs = historyTtl * 1000
     this.#historyBytes = historyBytes
     this.#historyChannels = historyChannels
+    this.#idempotencyKeys = new IdempotencyKeys(idempotencyWindow * 1000, idempotencyKeys)
     this.#youngMs = Math.min(1000, this.#historyTtlMs / 100)
     this.#now = now
-    if (Number.isFinite(this.#historyTtlMs)) {
-      // Expired events are also trimmed on every read; the sweep is what drops idle channels.
-      this.#sweepTimer = setInterval(() => this.#sweep(), Math.min(this.#historyTtlMs, 60_000)).unref()
-    }
+    // Expired events are also trimmed on every read, and expired keys on every keyed publish; the
+    // sweep is what drops idle channels, and the keys of a channel no longer published on.
+    this.#sweepTimer = setInterval(() => this.#sweep(), Math.min(this.#historyTtlMs, idempotencyWindow * 1000, 60_000)).unref()
   }
 
   async publish (channel: string, json: string): Promise<string> {
     if (this.#closed) throw new errors.FST_COMET_CLOSED()
+    const event = this.#append(channel, json)
+    this.#withinBudgets(event)
+    this.#notify(event.channel)
+    return event.id
+  }
+
+  async publishIdempotent (channel: string, json: string, idempotencyKey: string): Promise<IdempotentPublish> {
+    if (this.#closed) throw new errors.FST_COMET_CLOSED()
+    const lookup = this.#idempotencyKeys.find(channel, idempotencyKey, json, this.#tick())
+    if (lookup.known) {
+      if (!lookup.sameData) throw new errors.FST_COMET_IDEMPOTENCY_KEY_REUSED(JSON.stringify(idempotencyKey), channel)
+      return { id: lookup.id, replayed: true }
+    }
+    const event = this.#append(channel, json)
+    // Remembered before any watcher hears of the event, so that nothing it does can publish it twice.
+    this.#idempotencyKeys.remember(lookup, event)
+    this.#withinBudgets(event)
+    this.#notify(event.channel)
+    return { id: event.id, replayed: false }
+  }
+
+  /** Stores an event, without a look at the budgets and without telling its watchers. */
+  #append (channel: string, json: string): HeldEvent {
     const ms = this.#tick()
     const position = { ms, n: ms === this.#last.ms ? this.#last.n + 1 : 1 }
     this.#last = position
@@ -150,13 +188,26 @@ export class MemoryEngine implements CometEngine {
     this.#newest = event
     this.#bytes += eventBytes(event)
     if (held.events.length > this.#historySize) this.#forget(held, 1)
-    // The budgets evict the oldest events of any channel, the new one last.
-    while ((this.#bytes > this.#historyBytes || this.#holding > this.#historyChannels) && this.#oldest !== event) {
-      this.#evictOldest()
+    return event
+  }
+
+  // The budgets evict the oldest events of any channel and the oldest idempotency keys, whichever
+  // is older first (a key is as old as its event): a key forgotten early lets a late retry publish
+  // again, an event evicted early gives a gap, and the older is the least likely to be needed. The
+  // new event and its key go last, and stay even alone over the budget, as a publish never fails.
+  #withinBudgets (newest: HeldEvent): void {
+    while (this.#bytes + this.#idempotencyKeys.bytes > this.#historyBytes || this.#holding > this.#historyChannels) {
+      const oldest = this.#oldest as HeldEvent
+      const key = this.#holding > this.#historyChannels ? undefined : this.#idempotencyKeys.oldest()
+      if (key !== undefined && compare(key, newest) < 0 && (oldest === newest || compare(key, oldest) < 0)) this.#idempotencyKeys.forgetOldest()
+      else if (oldest !== newest) this.#evictOldest()
+      else return
     }
+  }
+
+  #notify (held: Channel): void {
     // A watcher usually unwatches itself while notified; a Set visits each remaining member once.
-    for (const watcher of held.watchers) watcher.notify(channel)
-    return event.id
+    for (const watcher of held.watchers) watcher.notify(held.name)
   }
 
   read (channel: string, position: ReadPosition, limit: number): ChannelBacklog {
@@ -207,13 +258,14 @@ export class MemoryEngine implements CometEngine {
     clearInterval(this.#sweepTimer)
     this.#channels.clear()
     this.#lostByDropped.clear()
+    this.#idempotencyKeys.clear()
     this.#oldest = this.#newest = undefined
     this.#bytes = this.#holding = 0
   }
 
-  /** Bytes held as `historyBytes` counts them, and channels holding events: for tests and measurements. */
-  historyUsage (): { bytes: number, channels: number } {
-    return { bytes: this.#bytes, channels: this.#holding }
+  /** Bytes held as `historyBytes` counts them, channels holding events, and idempotency keys remembered: for tests and measurements. */
+  historyUsage (): { bytes: number, channels: number, idempotencyKeys: number } {
+    return { bytes: this.#bytes + this.#idempotencyKeys.bytes, channels: this.#holding, idempotencyKeys: this.#idempotencyKeys.size }
   }
 
   #backlog (held: Channel | undefined, events: HeldEvent[], start: number, limit: number, gap: boolean, ms: number): ChannelBacklog {
@@ -320,6 +372,7 @@ export class MemoryEngine implements CometEngine {
 
   #sweep (): void {
     const ms = this.#tick()
+    this.#idempotencyKeys.forgetExpired(ms)
     for (const [channel, held] of this.#channels) {
       this.#trimExpired(held, ms)
       this.#dropIfIdle(channel, held)

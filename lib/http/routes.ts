@@ -5,7 +5,7 @@ import type { CometBus, PollAnswerer } from '../bus.js'
 import { errors, type RetryAfterHeaders } from '../errors.js'
 import type { CometMetrics } from '../metrics.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
-import { parseSubscription } from '../protocol.js'
+import { idempotencyKeyOfHeader, parseSubscription } from '../protocol.js'
 import { strictUtf8Bodies } from './body-parsers.js'
 import { cancelOnHangUp } from './hang-up.js'
 import { StreamHub, wantsStream } from './stream.js'
@@ -93,8 +93,15 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   async function publish (request: FastifyRequest, reply: FastifyReply, channel: string): Promise<{ id: string }> {
     reply.header('cache-control', 'no-store')
     if (authorizePublish !== undefined) await authorizeEach(request, [channel], authorizePublish, 'publish to')
+    // Checked by the bus rather than a header schema: fastify.comet.publish() takes the same key,
+    // and a publish without one costs no validation of its headers.
+    // Node.js gives an array only for set-cookie: a header sent twice is one string (see idempotencyKeyOfHeader).
+    const header = request.headers['idempotency-key'] as string | undefined
     // No body is a plain "something changed" notification, as in the PHP original.
-    return bus.publish(channel, request.body ?? null)
+    const result = await bus.publish(channel, request.body ?? null, header === undefined ? undefined : { idempotencyKey: idempotencyKeyOfHeader(header) })
+    // The name Stripe's API uses; the body is the first publish's, as the IETF draft asks.
+    if (result.replayed === true) reply.header('idempotent-replayed', 'true')
+    return result
   }
 }
 

@@ -30,7 +30,13 @@ void app.register(comet, { authorizePublish: () => 'yes' })
 // @ts-expect-error unknown options are refused
 void app.register(comet, { historySzie: 10 })
 
-expectType<Equal<ReturnType<typeof app.comet.publish>, Promise<{ id: string }>>>()
+expectType<Equal<ReturnType<typeof app.comet.publish>, Promise<{ id: string, replayed?: true }>>>()
+expectType<Equal<ReturnType<typeof app.comet.position>, Promise<string>>>()
+expectType<Equal<Awaited<ReturnType<typeof app.comet.history>>, { events: Array<{ id: string, data: unknown }>, next: string, gap: boolean }>>()
+void app.comet.publish('room', { text: 'hi' }, { idempotencyKey: 'a-uuid' })
+void app.comet.history('room', { after: 'cursor', limit: 10 })
+// @ts-expect-error an idempotency key is a string
+void app.comet.publish('room', 1, { idempotencyKey: 7 })
 expectType<Equal<ReturnType<typeof app.comet.stats>, CometStats>>()
 expectType<Equal<Pick<CometStats, 'channels' | 'pending' | 'published' | 'delivered' | 'hangUps' | 'gaps'>, { channels: number, pending: number, published: number, delivered: number, hangUps: number, gaps: number }>>()
 expectType<Equal<CometStats['answered'], Record<AnswerReason, number>>>()

@@ -2,13 +2,13 @@
 // guarantee (exactly once, in order, or a gap). Imported from 'fastify-comet/redis' only, so that
 // ioredis stays an optional peer dependency.
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
-import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, EngineLogger, ReadPosition, StoredEvent } from '../engine.js'
+import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, EngineLogger, IdempotentPublish, ReadPosition, StoredEvent } from '../engine.js'
 import { fromNow, fromOldest } from '../engine.js'
 import { errors } from '../../errors.js'
 import { ConnectionLog, describeRedis } from './connection-log.js'
 import { formatCursor, freshEpoch, parseCursor } from './cursor.js'
 import { resolveRedisEngineOptions, type RedisEngineOptions } from './options.js'
-import { publishScript, readScript, runScript } from './scripts.js'
+import { publishIdempotentScript, publishScript, readScript, runScript } from './scripts.js'
 import { ignore, Subscriptions } from './subscriptions.js'
 
 export type { RedisEngineOptions } from './options.js'
@@ -47,6 +47,7 @@ export class RedisEngine implements CometEngine {
   readonly #historyTtlMs: number
   readonly #keyPrefix: string
   readonly #detectDataLoss: string
+  readonly #idempotencyWindowMs: number
   readonly #ownsClient: boolean
   readonly #command: Connection
   readonly #subscriber: Connection
@@ -66,11 +67,12 @@ export class RedisEngine implements CometEngine {
   #closed = false
 
   constructor (options: RedisEngineOptions) {
-    const { redis, historySize, historyTtlMs, keyPrefix, detectDataLoss } = resolveRedisEngineOptions(options)
+    const { redis, historySize, historyTtlMs, keyPrefix, detectDataLoss, idempotencyWindowMs } = resolveRedisEngineOptions(options)
     this.#historySize = historySize
     this.#historyTtlMs = historyTtlMs
     this.#keyPrefix = keyPrefix
     this.#detectDataLoss = detectDataLoss ? '1' : '0'
+    this.#idempotencyWindowMs = idempotencyWindowMs
     this.#ownsClient = typeof redis === 'string'
     const command = typeof redis === 'string' ? new Redis(redis, connectionOptions) : redis
     const subscriber = command.isCluster
@@ -116,6 +118,15 @@ export class RedisEngine implements CometEngine {
     const id = await this.#call(publishScript, channel, [json, this.#historySize, inlineLimit], this.#subscriptions.redisChannel(channel)) as string
     this.#published.set(channel, Date.now())
     return id
+  }
+
+  async publishIdempotent (channel: string, json: string, idempotencyKey: string): Promise<IdempotentPublish> {
+    if (this.#closed) throw new errors.FST_COMET_CLOSED()
+    const args = [json, this.#historySize, inlineLimit, this.#idempotencyWindowMs]
+    const [id, outcome] = await this.#call(publishIdempotentScript, channel, args, this.#subscriptions.redisChannel(channel), `i:${idempotencyKey}`) as [string, 0 | 1 | 2]
+    if (outcome === 2) throw new errors.FST_COMET_IDEMPOTENCY_KEY_REUSED(JSON.stringify(idempotencyKey), channel)
+    if (outcome === 0) this.#published.set(channel, Date.now())
+    return { id, replayed: outcome === 1 }
   }
 
   read (channel: string, position: ReadPosition, limit: number): ChannelBacklog | Promise<ChannelBacklog> {
@@ -183,11 +194,13 @@ export class RedisEngine implements CometEngine {
   }
 
   // Runs a script on the channel's keys, which share the channel's hash tag (one Cluster slot).
-  async #call (script: typeof readScript, channel: string, args: ReadonlyArray<string | number>, notifications?: string): Promise<unknown> {
+  // `idempotencyRecord`: the name, after the tag, of the key that remembers an idempotency key.
+  async #call (script: typeof readScript, channel: string, args: ReadonlyArray<string | number>, notifications?: string, idempotencyRecord?: string): Promise<unknown> {
     const up = this.#whenUp(this.#command)
     if (up !== undefined) await up
     const tag = `${this.#keyPrefix}{${channel}}`
     const keys = notifications === undefined ? [`${tag}:m`, `${tag}:s`] : [`${tag}:m`, `${tag}:s`, notifications]
+    if (idempotencyRecord !== undefined) keys.push(`${tag}:${idempotencyRecord}`)
     return new Promise((resolve, reject) => {
       this.#inFlight.add(reject)
       runScript(this.#command.client, script, keys, [freshEpoch(), this.#detectDataLoss, this.#historyTtlMs, ...args]).then(

@@ -2,7 +2,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import { errors } from '../../errors.js'
 import { invalid, positiveInteger, positiveNumber } from '../../validate.js'
-import { defaultHistorySize, defaultHistoryTtl } from '../defaults.js'
+import { defaultHistorySize, defaultHistoryTtl, defaultIdempotencyWindow } from '../defaults.js'
 
 export interface RedisEngineOptions {
   /**
@@ -30,6 +30,13 @@ export interface RedisEngineOptions {
    * @default true
    */
   detectDataLoss?: boolean | undefined
+  /**
+   * Seconds an idempotency key is remembered on a channel, in a Redis key of its own that expires
+   * then: a publish repeating the key within it stores nothing and is answered with the first
+   * publish's id, from whichever process. After it, the same key publishes a new event.
+   * @default 300
+   */
+  idempotencyWindow?: number | undefined
 }
 
 export interface ResolvedRedisEngineOptions {
@@ -38,10 +45,11 @@ export interface ResolvedRedisEngineOptions {
   historyTtlMs: number
   keyPrefix: string
   detectDataLoss: boolean
+  idempotencyWindowMs: number
 }
 
 export const defaultKeyPrefix = 'comet:'
-const knownOptions = ['redis', 'historySize', 'historyTtl', 'keyPrefix', 'detectDataLoss']
+const knownOptions = ['redis', 'historySize', 'historyTtl', 'keyPrefix', 'detectDataLoss', 'idempotencyWindow']
 
 export function resolveRedisEngineOptions (options: RedisEngineOptions): ResolvedRedisEngineOptions {
   if (typeof options !== 'object' || options === null) invalid('options', 'an object like { redis: "redis://127.0.0.1:6379" }', options)
@@ -51,6 +59,7 @@ export function resolveRedisEngineOptions (options: RedisEngineOptions): Resolve
     historyTtl = defaultHistoryTtl,
     keyPrefix = defaultKeyPrefix,
     detectDataLoss = true,
+    idempotencyWindow = defaultIdempotencyWindow,
     ...unknown
   } = options
   const [unknownName] = Object.keys(unknown)
@@ -67,5 +76,6 @@ export function resolveRedisEngineOptions (options: RedisEngineOptions): Resolve
     invalid('keyPrefix', 'a string of at most 64 characters without braces or spaces', keyPrefix)
   }
   if (typeof detectDataLoss !== 'boolean') invalid('detectDataLoss', 'true or false', detectDataLoss)
-  return { redis, historySize, historyTtlMs: Math.ceil(historyTtl * 1000), keyPrefix, detectDataLoss }
+  positiveNumber('idempotencyWindow', idempotencyWindow, 'a positive number of seconds')
+  return { redis, historySize, historyTtlMs: Math.ceil(historyTtl * 1000), keyPrefix, detectDataLoss, idempotencyWindowMs: Math.ceil(idempotencyWindow * 1000) }
 }

@@ -9,14 +9,20 @@ export interface LuaScript {
   readonly sha: string
 }
 
-function load (name: string): LuaScript {
-  // meta.lua holds what both scripts share; Lua in Redis has no require.
-  const source = ['meta.lua', name].map(file => readFileSync(new URL(file, import.meta.url), 'utf8')).join('\n')
+function read (file: string): string {
+  return readFileSync(new URL(file, import.meta.url), 'utf8')
+}
+
+function script (source: string): LuaScript {
   return { source, sha: createHash('sha1').update(source).digest('hex') }
 }
 
-export const publishScript = load('publish.lua')
-export const readScript = load('read.lua')
+// meta.lua holds what the scripts share; Lua in Redis has no require.
+export const publishScript = script([read('meta.lua'), read('publish.lua')].join('\n'))
+export const readScript = script([read('meta.lua'), read('read.lua')].join('\n'))
+// A keyed publish runs the very publish.lua of a publish without a key, as a function that
+// idempotency.lua calls when the key is new, so the two can never drift apart.
+export const publishIdempotentScript = script([read('meta.lua'), 'local function publish_event ()', read('publish.lua'), 'end', read('idempotency.lua')].join('\n'))
 
 /** EVALSHA, and EVAL once when Redis does not know the script (its script cache is empty after a restart). */
 export async function runScript (client: Redis | Cluster, script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
