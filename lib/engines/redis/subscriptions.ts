@@ -1,6 +1,7 @@
 // The Redis engine's subscriptions: one SSUBSCRIBE per channel per process, however many polls
 // watch it, sent in batches and dropped a little after the last watcher leaves. Each channel keeps
 // the newest notification, so the polls one publish wakes are answered without reading Redis.
+import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import type { ChannelBacklog, ChannelWatcher } from '../engine.js'
 import { errors } from '../../errors.js'
@@ -263,14 +264,14 @@ export class Subscriptions {
     this.#batch = undefined
     if (this.#toUnsubscribe.size > 0) {
       // Nothing waits for it; a failure means the connection dropped, which unsubscribes anyway.
-      this.#subscriber.sunsubscribe(...[...this.#toUnsubscribe].map(c => this.redisChannel(c))).catch(ignore)
+      for (const channels of this.#bySlot(this.#toUnsubscribe)) this.#subscriber.sunsubscribe(...channels).catch(ignore)
       this.#toUnsubscribe.clear()
     }
     if (this.#toSubscribe.size === 0) return batch.resolve()
-    const channels = [...this.#toSubscribe].map(c => this.redisChannel(c))
+    const commands = this.#bySlot(this.#toSubscribe).map(async channels => await this.#subscriber.ssubscribe(...channels))
     this.#toSubscribe.clear()
     this.#sent.add(batch)
-    this.#subscriber.ssubscribe(...channels).then(
+    Promise.all(commands).then(
       () => {
         this.#sent.delete(batch)
         batch.resolve()
@@ -280,6 +281,22 @@ export class Subscriptions {
         batch.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
       }
     )
+  }
+
+  // The shard channels of these channels, in one list per SSUBSCRIBE: on a Cluster one per hash
+  // slot, as Redis (and ioredis, which sends each to its slot's node) refuses channels of
+  // several slots in one command; on one Redis, all in one.
+  #bySlot (channels: Iterable<string>): string[][] {
+    if (!this.#subscriber.isCluster) return [[...channels].map(c => this.redisChannel(c))]
+    const bySlot = new Map<number, string[]>()
+    for (const channel of channels) {
+      const redisChannel = this.redisChannel(channel)
+      const slot = calculateSlot(redisChannel)
+      const list = bySlot.get(slot)
+      if (list === undefined) bySlot.set(slot, [redisChannel])
+      else list.push(redisChannel)
+    }
+    return [...bySlot.values()]
   }
 }
 
