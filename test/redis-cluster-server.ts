@@ -68,6 +68,11 @@ export async function startCluster (t: Test): Promise<RedisCluster> {
     await rm(dir, { recursive: true, force: true })
   })
 
+  // Should a teardown fail before the one above runs, the nodes still die with the test process.
+  const killAll = (): void => { for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') }
+  process.once('exit', killAll)
+  t.teardown(() => { process.removeListener('exit', killAll) })
+
   const ports: number[] = []
   while (ports.length < 6) {
     const port = await freePort()

@@ -44,3 +44,88 @@ t.test('one poll on 24 channels over three masters: its subscriptions go out in 
   const answer = await within(waiting, 8000, 'the poll')
   t.same([answer.status, answer.body.m], [200, { [last]: [{ id: second.body.id, data: 'second' }] }], JSON.stringify(answer.body))
 })
+
+/**
+ * Polls one channel from `cursor` until it has seen `lastId`: every event in order, and whether a
+ * gap was reported on the way.
+ */
+async function collect (origin: string, channel: string, cursor: string, lastId: string): Promise<{ data: unknown[], gap: boolean }> {
+  const data: unknown[] = []
+  let gap = false
+  for (let i = 0; i < 20 && cursor !== lastId; i++) {
+    const answer = await within(poll(origin, { [channel]: cursor }, { signal: AbortSignal.timeout(10_000) }), 5000, `a poll on ${channel}`)
+    if (answer.status !== 200) throw new Error(`poll on ${channel}: ${answer.status} ${JSON.stringify(answer.body)}`)
+    gap ||= answer.body.gap?.includes(channel) ?? false
+    for (const event of answer.body.m?.[channel] ?? []) data.push(event.data)
+    cursor = answer.body.p[channel] as string
+  }
+  return { data, gap }
+}
+
+t.test('a master killed: its shard answers 503 without hanging, the others serve, and after the failover every cursor gets its events or a gap', async t => {
+  const a = await serveOnCluster(t, 'failover:')
+  const b = await serveOnCluster(t, 'failover:')
+  const masters = await cluster.masters()
+  const [doomed, ...others] = channelsIn(masters.map(m => m.slots), 3, 'fo') as [string[], ...string[][]]
+  const channels = [...doomed, ...others.flat()]
+  const cursors: Record<string, string> = {}
+  for (const channel of channels) cursors[channel] = (await publish(a.origin, channel, 'first')).body.id
+  // B watches every channel through the failover, one poll each.
+  const waiting = channels.map(channel => poll(b.origin, { [channel]: cursors[channel] as string }, { signal: AbortSignal.timeout(20_000) }))
+  await eventually(() => b.app.comet.stats().pending === waiting.length, 5000)
+
+  const acknowledged = new Map<string, unknown[]>(channels.map(channel => [channel, []]))
+  const send = async (channel: string, data: string): Promise<{ status: number, ms: number, body: any }> => {
+    const started = Date.now()
+    const reply = await within(publish(a.origin, channel, data), 3000, `a publish on ${channel}`)
+    if (reply.status === 200) acknowledged.get(channel)?.push(data)
+    return { ...reply, ms: Date.now() - started }
+  }
+  await cluster.nodes.find(node => node.port === masters[0]?.port)?.crash()
+  const killedAt = Date.now()
+  const other = others[0]?.[0] as string
+  const elsewhere = await send(other, 'elsewhere during')
+  t.equal(elsewhere.status, 200, 'another shard takes publishes during the failover')
+  const refusals: Array<{ status: number, ms: number, retryAfter: string | null }> = []
+  let recovered = 0
+  const publishMs: number[] = []
+  for (let i = 0; i < 100 && recovered === 0; i++) {
+    const started = Date.now()
+    const answer = await within(poll(b.origin, { [doomed[0] as string]: 'AAAAAAAAAAAA.0' }), 3000, 'a new poll during the failover')
+    if (answer.status !== 200) {
+      refusals.push({ status: answer.status, ms: Date.now() - started, retryAfter: answer.headers.get('retry-after') })
+      t.equal(answer.headers.get('retry-after'), '1')
+    }
+    const reply = await send(doomed[0] as string, `during ${i}`)
+    publishMs.push(reply.ms)
+    if (reply.status === 200) recovered = Date.now()
+    else {
+      t.same([reply.status, reply.body.code], [503, 'FST_COMET_ENGINE_UNAVAILABLE'])
+      refusals.push({ status: reply.status, ms: reply.ms, retryAfter: null })
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+  }
+  t.ok(recovered > 0, 'the shard takes publishes again after the failover')
+  t.ok(refusals.length > 0 && refusals.every(r => r.status === 503), `refused with 503 meanwhile: ${JSON.stringify(refusals)}`)
+  t.comment(`shard unavailable for ${recovered - killedAt} ms; polls refused in ${refusals.filter(r => r.retryAfter !== null).map(r => r.ms).join(', ')} ms; publishes answered in ${publishMs.join(', ')} ms`)
+  await cluster.settled()
+  // Nothing more is published on the failed shard: B catches up from history by itself.
+  const wokenOnShard = await within(Promise.all(waiting.slice(0, doomed.length)), 5000, 'the polls from before on the failed shard')
+  t.same(wokenOnShard.map(w => [w.status, w.body.gap]), doomed.map(channel => [200, [channel]]),
+    'each poll from before on the failed shard is answered with a gap: a new master, whose history may lack acknowledged events')
+
+  const last: Record<string, string> = {}
+  for (const channel of channels) {
+    const reply = await send(channel, 'after')
+    t.equal(reply.status, 200)
+    last[channel] = reply.body.id
+  }
+  const woken = await within(Promise.all(waiting), 10_000, 'the polls from before')
+  t.same(woken.map(w => w.status), channels.map(() => 200), 'every poll from before is answered')
+  for (const channel of channels) {
+    const seen = await collect(b.origin, channel, cursors[channel] as string, last[channel] as string)
+    const sent = acknowledged.get(channel) as unknown[]
+    if (seen.gap) t.same(seen.data, sent.slice(sent.length - seen.data.length), `${channel}: a gap, then the newest acknowledged events in order`)
+    else t.same(seen.data, sent, `${channel}: every acknowledged event, once, in order`)
+  }
+})

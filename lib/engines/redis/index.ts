@@ -1,6 +1,7 @@
 // The Redis engine: channels shared by every process on one Redis, with the memory engine's
 // guarantee (exactly once, in order, or a gap). Imported from 'fastify-comet/redis' only, so that
 // ioredis stays an optional peer dependency.
+import calculateSlot from 'cluster-key-slot'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, ReadPosition, StoredEvent } from '../engine.js'
 import { fromNow, fromOldest } from '../engine.js'
@@ -14,6 +15,9 @@ export type { RedisEngineOptions } from './options.js'
 
 /** Events up to this many bytes of JSON travel inside their notification; larger ones are read back. */
 const inlineLimit = 16 * 1024
+
+/** How long before a heal that failed (a shard still failing over) is tried again. */
+const healRetryMs = 200
 
 /** How long before each reconnection attempt once Redis is gone: 100 ms, doubling, then every second. */
 function retryDelay (attempt: number): number {
@@ -62,6 +66,7 @@ export class RedisEngine implements CometEngine {
   #healedDrops = 0
   #healedNotifications = 0
   #closed = false
+  #healRetry: NodeJS.Timeout | undefined
 
   constructor (options: RedisEngineOptions) {
     const { redis, historySize, historyTtlMs, keyPrefix, detectDataLoss } = resolveRedisEngineOptions(options)
@@ -97,6 +102,24 @@ export class RedisEngine implements CometEngine {
       if (this.#subscriber.started) this.#reconnections++
       this.#onReady()
     })
+    if (subscriber.isCluster) {
+      // ioredis keeps one sharded subscriber connection per master, and replaces one that drops
+      // (a failover, a node gone) or whose slots moved (resharding), and resubscribes it by
+      // itself, without telling when that holds. A lost one ends its channels' subscriptions
+      // here; each new topology (after a failover, a migration, or a sunsubscribe pushed by
+      // Redis) heals every channel: subscribe again, acknowledged, then catch up from history.
+      this.#listen(subscriber, '-node', (_redis: unknown, nodeKey: string | undefined) => {
+        // Without a node key, it is a command connection of the subscriber client's pool.
+        if (nodeKey === undefined) return
+        this.#drops++
+        const slots = (subscriber as Cluster).slots
+        this.#subscriptions.onDisconnect(redisChannel => slots[calculateSlot(redisChannel)]?.[0] === nodeKey)
+      })
+      this.#listen(subscriber, 'subscribersReady', () => {
+        this.#drops++
+        this.#onReady()
+      })
+    }
     this.#listen(subscriber, 'smessage', (channel: string, message: string) => this.#subscriptions.onMessage(channel, message))
     this.#sweepTimer = setInterval(() => this.#sweepPublished(), Math.min(historyTtlMs, 60_000)).unref()
   }
@@ -152,6 +175,7 @@ export class RedisEngine implements CometEngine {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#sweepTimer)
+    clearTimeout(this.#healRetry)
     this.#subscriptions.close()
     for (const [client, event, listener] of this.#listeners) client.removeListener(event, listener)
     this.#subscriber.client.disconnect()
@@ -201,7 +225,15 @@ export class RedisEngine implements CometEngine {
   // this process could not hear its notifications.
   #onReady (): void {
     if (this.#drops === this.#healedDrops || this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
-    this.#heal().catch(ignore)
+    this.#heal().catch(() => {
+      // On a Cluster, a shard may still be failing over while the connection is ready: try
+      // again shortly rather than wait for the next event that may never come.
+      if (this.#closed || this.#healRetry !== undefined) return
+      this.#healRetry = setTimeout(() => {
+        this.#healRetry = undefined
+        this.#onReady()
+      }, healRetryMs).unref()
+    })
   }
 
   async #heal (): Promise<void> {

@@ -175,13 +175,18 @@ export class Subscriptions {
     for (const watcher of subscription.watchers) watcher.notify(channel)
   }
 
-  /** The subscriber connection dropped: no subscription holds until it is made again. */
-  onDisconnect (): void {
+  /**
+   * The subscriber connection dropped: no subscription holds until it is made again. On a Cluster,
+   * `lost` says which shard channels were on the connection that dropped (one per master); the
+   * others still hold.
+   */
+  onDisconnect (lost: (redisChannel: string) => boolean = () => true): void {
     this.#connection++
     const dropped = new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
     for (const batch of this.#sent) batch.reject(dropped)
     this.#sent.clear()
     for (const subscription of this.#byChannel.values()) {
+      if (!lost(this.redisChannel(subscription.channel))) continue
       subscription.acked = false
       subscription.latest = undefined
       subscription.reads = new Map()
