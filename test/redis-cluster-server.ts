@@ -52,7 +52,19 @@ export function channelsIn (ranges: ReadonlyArray<ReadonlyArray<[number, number]
   return found
 }
 
-export async function startCluster (t: Test): Promise<RedisCluster> {
+/** With `nodeTimeoutMs`, masters that stop answering for less than that are not failed over. */
+/** Two channel names in one hash slot (their keys share it too: the channel is the hash tag). */
+export function twoInOneSlot (stem = 'same'): [string, string] {
+  const seen = new Map<number, string>()
+  for (let n = 0; ; n++) {
+    const name = `${stem}${n}`
+    const other = seen.get(calculateSlot(name))
+    if (other !== undefined) return [other, name]
+    seen.set(calculateSlot(name), name)
+  }
+}
+
+export async function startCluster (t: Test, { nodeTimeoutMs = clusterNodeTimeoutMs } = {}): Promise<RedisCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'fastify-comet-cluster-'))
   const children: ChildProcess[] = []
   const clients: Array<Redis | Cluster> = []
@@ -83,7 +95,7 @@ export async function startCluster (t: Test): Promise<RedisCluster> {
     const child = spawn('redis-server', [
       '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', dir, '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
-      '--cluster-node-timeout', String(clusterNodeTimeoutMs),
+      '--cluster-node-timeout', String(nodeTimeoutMs),
       // A replica may always be promoted, however long ago it heard from its master.
       '--cluster-replica-validity-factor', '0'
     ], { stdio: ['ignore', 'pipe', 'inherit'] })

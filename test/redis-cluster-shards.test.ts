@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap'
 import { RedisEngine } from '../lib/engines/redis/index.js'
 import { eventually, poll, publish, serve, within, type Served } from './helpers.js'
-import { channelsIn, startCluster } from './redis-cluster-server.js'
+import { channelsIn, startCluster, twoInOneSlot } from './redis-cluster-server.js'
 
 const cluster = await startCluster(t)
 
@@ -30,10 +30,11 @@ t.test('24 polls at once on channels over three masters each get their event (re
   t.same(answers.map(a => [a.status, a.body.m]), channels.map((channel, i) => [200, { [channel]: [{ id: published[i]?.body.id, data: 'second' }] }]))
 })
 
-t.test('one poll on 24 channels over three masters: its subscriptions go out in one turn, and it gets its events', async t => {
+t.test('one poll on 26 channels over three masters: its subscriptions go out in one turn, and it gets its events', async t => {
   const a = await serveOnCluster(t, 'onepoll:')
   const b = await serveOnCluster(t, 'onepoll:')
-  const channels = channelsIn((await cluster.masters()).map(m => m.slots), 8, 'one').flat()
+  // And two in one slot: one SSUBSCRIBE for both.
+  const channels = [...channelsIn((await cluster.masters()).map(m => m.slots), 8, 'one').flat(), ...twoInOneSlot()]
   const cursors: Record<string, string> = {}
   for (const channel of channels) cursors[channel] = (await publish(a.origin, channel, 'first')).body.id
   let answeredEarly = false
@@ -128,4 +129,17 @@ t.test('a master killed: its shard answers 503 without hanging, the others serve
     if (seen.gap) t.same(seen.data, sent.slice(sent.length - seen.data.length), `${channel}: a gap, then the newest acknowledged events in order`)
     else t.same(seen.data, sent, `${channel}: every acknowledged event, once, in order`)
   }
+})
+
+t.test('a lazyConnect Cluster client: a watch before its first connection waits for it, not forever (regression)', async t => {
+  const client = cluster.client({ lazyConnect: true })
+  const engine = new RedisEngine({ redis: client, keyPrefix: 'lazy:' })
+  t.teardown(() => engine.close())
+  const notified: string[] = []
+  const watching = engine.watch('room', { notify: channel => { notified.push(channel) } })
+  t.ok(watching instanceof Promise)
+  await client.connect()
+  await within(Promise.resolve(watching), 5000, 'the watch')
+  await engine.publish('room', '"one"')
+  await eventually(() => notified.length === 1)
 })

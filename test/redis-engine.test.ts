@@ -38,7 +38,10 @@ t.test('bad options throw coded errors at construction', async t => {
     ['keyPrefix', 'a{b}:'],
     ['keyPrefix', 'x'.repeat(65)],
     ['keyPrefix', 7],
-    ['detectDataLoss', 'yes']
+    ['detectDataLoss', 'yes'],
+    ['heartbeatInterval', 0],
+    ['heartbeatInterval', 3601],
+    ['heartbeatInterval', '1']
   ]
   for (const [name, value] of cases) {
     const options = { redis: redis.url, [name]: value } as unknown as RedisEngineOptions

@@ -7,6 +7,7 @@ import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, ReadPos
 import { fromNow, fromOldest } from '../engine.js'
 import { errors } from '../../errors.js'
 import { formatCursor, freshEpoch, parseCursor } from './cursor.js'
+import { Heartbeat, type HeartbeatTarget } from './heartbeat.js'
 import { resolveRedisEngineOptions, type RedisEngineOptions } from './options.js'
 import { publishScript, readScript, runScript } from './scripts.js'
 import { ignore, Subscriptions } from './subscriptions.js'
@@ -15,6 +16,10 @@ export type { RedisEngineOptions } from './options.js'
 
 /** Events up to this many bytes of JSON travel inside their notification; larger ones are read back. */
 const inlineLimit = 16 * 1024
+
+/** The heartbeat's names of the two connections to one Redis (a Cluster's nodes go by 'host:port'). */
+const commandKey = 'command'
+const subscriberKey = 'subscriber'
 
 /** How long before a heal that failed (a shard still failing over) is tried again. */
 const healRetryMs = 200
@@ -54,8 +59,9 @@ export class RedisEngine implements CometEngine {
   readonly #command: Connection
   readonly #subscriber: Connection
   readonly #subscriptions: Subscriptions
-  /** Commands sent and not answered: rejected at once when the connection drops. */
-  readonly #inFlight = new Set<(error: Error) => void>()
+  /** Commands sent and not answered, with the node they went to: rejected at once when it drops or stops answering. */
+  readonly #inFlight = new Map<string, Set<(error: Error) => void>>()
+  readonly #heartbeat: Heartbeat
   /** Channels this engine published on, and when, for channelCount(). */
   readonly #published = new Map<string, number>()
   readonly #sweepTimer: NodeJS.Timeout
@@ -69,16 +75,26 @@ export class RedisEngine implements CometEngine {
   #healRetry: NodeJS.Timeout | undefined
 
   constructor (options: RedisEngineOptions) {
-    const { redis, historySize, historyTtlMs, keyPrefix, detectDataLoss } = resolveRedisEngineOptions(options)
+    const { redis, historySize, historyTtlMs, keyPrefix, detectDataLoss, heartbeatIntervalMs } = resolveRedisEngineOptions(options)
     this.#historySize = historySize
     this.#historyTtlMs = historyTtlMs
     this.#keyPrefix = keyPrefix
     this.#detectDataLoss = detectDataLoss ? '1' : '0'
     this.#ownsClient = typeof redis === 'string'
     const command = typeof redis === 'string' ? new Redis(redis, connectionOptions) : redis
+    // On a Cluster, ioredis's own health check of each sharded subscriber connection is the
+    // heartbeat there: it drops a connection that leaves a PING unanswered for an interval (of at
+    // least a second, ioredis's floor). Meanwhile the heartbeat of the masters' command
+    // connections refuses new subscriptions on a stuck shard.
     const subscriber = command.isCluster
-      ? (command as Cluster).duplicate(undefined, { shardedSubscribers: true, redisOptions: connectionOptions })
-      : (command as Redis).duplicate({ ...connectionOptions, autoResubscribe: false })
+      ? (command as Cluster).duplicate(undefined, {
+          // A duplicate of a lazyConnect client would wait for a first command that waits for it.
+          lazyConnect: false,
+          shardedSubscribers: true,
+          shardedSubscriberHealthCheckInterval: Math.max(heartbeatIntervalMs, 1000),
+          redisOptions: connectionOptions
+        })
+      : (command as Redis).duplicate({ ...connectionOptions, autoResubscribe: false, lazyConnect: false })
     this.#command = this.#track(command)
     this.#subscriber = this.#track(subscriber)
     this.#subscriptions = new Subscriptions(subscriber, keyPrefix, historyTtlMs / 2, () => this.#whenUp(this.#subscriber))
@@ -89,9 +105,10 @@ export class RedisEngine implements CometEngine {
     this.#listen(command, 'close', () => {
       this.#drops++
       const lost = new errors.FST_COMET_ENGINE_UNAVAILABLE('the connection to Redis dropped')
-      for (const reject of this.#inFlight) reject(lost)
+      for (const rejects of this.#inFlight.values()) for (const reject of rejects) reject(lost)
       this.#inFlight.clear()
     })
+    this.#heartbeat = new Heartbeat(heartbeatIntervalMs, () => this.#heartbeatTargets(), key => this.#onStuck(key), () => this.#onAnswered())
     this.#listen(command, 'ready', () => this.#onReady())
     this.#listen(subscriber, 'close', () => {
       this.#drops++
@@ -147,6 +164,10 @@ export class RedisEngine implements CometEngine {
   }
 
   watch (channel: string, watcher: ChannelWatcher): void | Promise<void> {
+    // On a Cluster, the shard's subscriber connection would not answer either (ioredis's health
+    // check drops it only after an interval of silence of its own).
+    const node = this.#command.client.isCluster ? this.#nodeOf(this.#subscriptions.redisChannel(channel)) : subscriberKey
+    if (this.#heartbeat.isStuck(node)) return Promise.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(`Redis at ${node} does not answer`))
     return this.#subscriptions.watch(channel, watcher)
   }
 
@@ -164,7 +185,7 @@ export class RedisEngine implements CometEngine {
 
   health (): EngineHealth {
     return {
-      connected: this.#command.client.status === 'ready' && this.#subscriber.client.status === 'ready',
+      connected: this.#command.client.status === 'ready' && this.#subscriber.client.status === 'ready' && !this.#heartbeat.anyStuck,
       reconnections: this.#reconnections,
       healedNotifications: this.#healedNotifications
     }
@@ -176,6 +197,7 @@ export class RedisEngine implements CometEngine {
     this.#closed = true
     clearInterval(this.#sweepTimer)
     clearTimeout(this.#healRetry)
+    this.#heartbeat.stop()
     this.#subscriptions.close()
     for (const [client, event, listener] of this.#listeners) client.removeListener(event, listener)
     this.#subscriber.client.disconnect()
@@ -197,16 +219,19 @@ export class RedisEngine implements CometEngine {
     const up = this.#whenUp(this.#command)
     if (up !== undefined) await up
     const tag = `${this.#keyPrefix}{${channel}}`
+    const node = this.#nodeOf(tag)
+    if (this.#heartbeat.isStuck(node)) throw new errors.FST_COMET_ENGINE_UNAVAILABLE(`Redis at ${node} does not answer`)
     const keys = notifications === undefined ? [`${tag}:m`, `${tag}:s`] : [`${tag}:m`, `${tag}:s`, notifications]
+    const inFlight = this.#inFlightOn(node)
     return new Promise((resolve, reject) => {
-      this.#inFlight.add(reject)
+      inFlight.add(reject)
       runScript(this.#command.client, script, keys, [freshEpoch(), this.#detectDataLoss, this.#historyTtlMs, ...args]).then(
         value => {
-          this.#inFlight.delete(reject)
+          inFlight.delete(reject)
           resolve(value)
         },
         (error: Error) => {
-          this.#inFlight.delete(reject)
+          inFlight.delete(reject)
           reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
         }
       )
@@ -246,6 +271,46 @@ export class RedisEngine implements CometEngine {
     }))
     // A drop during the heal leaves it to the heal after the next reconnection.
     this.#healedDrops = drops
+  }
+
+  // The command connection (each master's, on a Cluster) and, on one Redis, the subscription one.
+  #heartbeatTargets (): HeartbeatTarget[] {
+    const command = this.#command.client
+    if (!command.isCluster) return [{ key: commandKey, client: command as Redis }, { key: subscriberKey, client: this.#subscriber.client as Redis }]
+    return (command as Cluster).nodes('master').map(client => ({ key: `${client.options.host}:${client.options.port}`, client }))
+  }
+
+  // The node that serves a key: its 'host:port' on a Cluster, as the client's slot table says.
+  #nodeOf (key: string): string {
+    const command = this.#command.client
+    if (!command.isCluster) return commandKey
+    return (command as Cluster).slots[calculateSlot(key)]?.[0] ?? commandKey
+  }
+
+  // A connection left a PING unanswered for a whole interval: what waits on it gets a 503 now,
+  // and so does what comes until it answers again. Its connection is not dropped (it may be the
+  // user's client); on one Redis, a stuck subscription connection may have missed notifications.
+  #onStuck (key: string): void {
+    this.#drops++
+    const stuck = new errors.FST_COMET_ENGINE_UNAVAILABLE(`Redis at ${key} does not answer`)
+    const inFlight = this.#inFlightOn(key)
+    for (const reject of inFlight) reject(stuck)
+    inFlight.clear()
+    if (key === subscriberKey) this.#subscriptions.onDisconnect()
+  }
+
+  #inFlightOn (node: string): Set<(error: Error) => void> {
+    let inFlight = this.#inFlight.get(node)
+    if (inFlight === undefined) {
+      inFlight = new Set()
+      this.#inFlight.set(node, inFlight)
+    }
+    return inFlight
+  }
+
+  // It answers again: heal as after a reconnection, once nothing is stuck.
+  #onAnswered (): void {
+    if (!this.#heartbeat.anyStuck) this.#onReady()
   }
 
   #track (client: Redis | Cluster): Connection {

@@ -29,6 +29,15 @@ export interface RedisEngineOptions {
    * @default true
    */
   detectDataLoss?: boolean | undefined
+  /**
+   * Seconds between the engine's PINGs on each connection (each master's on a Cluster, and each
+   * sharded subscriber connection through ioredis's health check). A connection that leaves one
+   * unanswered for this long is taken as cut off: polls and publishes that need it get a 503 at
+   * once until it answers again, so a Redis that stops answering without closing its connection
+   * (a partition, a stopped process) is found within two intervals.
+   * @default 1
+   */
+  heartbeatInterval?: number | undefined
 }
 
 export interface ResolvedRedisEngineOptions {
@@ -37,10 +46,11 @@ export interface ResolvedRedisEngineOptions {
   historyTtlMs: number
   keyPrefix: string
   detectDataLoss: boolean
+  heartbeatIntervalMs: number
 }
 
 export const defaultKeyPrefix = 'comet:'
-const knownOptions = ['redis', 'historySize', 'historyTtl', 'keyPrefix', 'detectDataLoss']
+const knownOptions = ['redis', 'historySize', 'historyTtl', 'keyPrefix', 'detectDataLoss', 'heartbeatInterval']
 
 export function resolveRedisEngineOptions (options: RedisEngineOptions): ResolvedRedisEngineOptions {
   if (typeof options !== 'object' || options === null) invalid('options', 'an object like { redis: "redis://127.0.0.1:6379" }', options)
@@ -50,6 +60,7 @@ export function resolveRedisEngineOptions (options: RedisEngineOptions): Resolve
     historyTtl = defaultHistoryTtl,
     keyPrefix = defaultKeyPrefix,
     detectDataLoss = true,
+    heartbeatInterval = 1,
     ...unknown
   } = options
   const [unknownName] = Object.keys(unknown)
@@ -66,5 +77,9 @@ export function resolveRedisEngineOptions (options: RedisEngineOptions): Resolve
     invalid('keyPrefix', 'a string of at most 64 characters without braces or spaces', keyPrefix)
   }
   if (typeof detectDataLoss !== 'boolean') invalid('detectDataLoss', 'true or false', detectDataLoss)
-  return { redis, historySize, historyTtlMs: Math.ceil(historyTtl * 1000), keyPrefix, detectDataLoss }
+  // (setInterval takes at most about 24 days; an hour is already far from "found in seconds".)
+  if (typeof heartbeatInterval !== 'number' || !(heartbeatInterval > 0 && heartbeatInterval <= 3600)) {
+    invalid('heartbeatInterval', 'a positive number of seconds, at most 3600', heartbeatInterval)
+  }
+  return { redis, historySize, historyTtlMs: Math.ceil(historyTtl * 1000), keyPrefix, detectDataLoss, heartbeatIntervalMs: Math.ceil(heartbeatInterval * 1000) }
 }
