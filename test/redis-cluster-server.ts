@@ -201,3 +201,38 @@ function asRecord (pairs: unknown[]): Record<string, unknown> {
   for (let i = 0; i < pairs.length; i += 2) record[String(pairs[i])] = pairs[i + 1]
   return record
 }
+
+/**
+ * Moves one slot, with its keys, from the master that serves it to another: the steps of
+ * `redis-cli --cluster reshard` for one slot (IMPORTING, MIGRATING, MIGRATE the keys in batches of
+ * 10 as its --cluster-pipeline default, then NODE on every master). `between` runs while the slot
+ * is MIGRATING, and again after its keys have moved, before the slot is handed over.
+ */
+export async function migrateSlot (cluster: RedisCluster, slot: number, toPort: number, between: () => Promise<void> = async () => {}): Promise<void> {
+  const fromPort = await cluster.masterOf(slot)
+  const from = new Redis(fromPort, '127.0.0.1', { maxRetriesPerRequest: 0 })
+  const to = new Redis(toPort, '127.0.0.1', { maxRetriesPerRequest: 0 })
+  try {
+    const fromId = await from.call('CLUSTER', 'MYID') as string
+    const toId = await to.call('CLUSTER', 'MYID') as string
+    await to.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', fromId)
+    await from.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', toId)
+    await between()
+    for (;;) {
+      const keys = await from.call('CLUSTER', 'GETKEYSINSLOT', String(slot), '10') as string[]
+      if (keys.length === 0) break
+      await from.call('MIGRATE', '127.0.0.1', String(toPort), '', '0', '5000', 'KEYS', ...keys)
+      await between()
+    }
+    await to.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', toId)
+    await from.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', toId)
+    for (const master of await cluster.masters()) {
+      const node = new Redis(master.port, '127.0.0.1', { maxRetriesPerRequest: 0 })
+      await node.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', toId).catch(() => {})
+      node.disconnect()
+    }
+  } finally {
+    from.disconnect()
+    to.disconnect()
+  }
+}

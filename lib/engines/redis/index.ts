@@ -92,6 +92,10 @@ export class RedisEngine implements CometEngine {
           lazyConnect: false,
           shardedSubscribers: true,
           shardedSubscriberHealthCheckInterval: Math.max(heartbeatIntervalMs, 1000),
+          // A slot that moved is told by a sunsubscribe pushed by the old owner, on which ioredis
+          // loads the slot table once, maybe from a node that does not know of the move yet; then
+          // nothing would load it again. Loaded every interval, a move is followed within one.
+          slotsRefreshInterval: Math.max(heartbeatIntervalMs, 1000),
           redisOptions: connectionOptions
         })
       : (command as Redis).duplicate({ ...connectionOptions, autoResubscribe: false, lazyConnect: false })
@@ -136,6 +140,12 @@ export class RedisEngine implements CometEngine {
         this.#drops++
         this.#onReady()
       })
+      // ioredis may miss a slot that moved (its refresh can ask a node that does not know yet) and
+      // leave its channels unsubscribed: each slot table either client loads is checked too.
+      for (const client of [command, subscriber] as Cluster[]) {
+        const owners = new Map<number, string | undefined>()
+        this.#listen(client, 'refresh', () => this.#onSlotTable(client, owners))
+      }
     }
     this.#listen(subscriber, 'smessage', (channel: string, message: string) => this.#subscriptions.onMessage(channel, message))
     this.#sweepTimer = setInterval(() => this.#sweepPublished(), Math.min(historyTtlMs, 60_000)).unref()
@@ -143,7 +153,7 @@ export class RedisEngine implements CometEngine {
 
   async publish (channel: string, json: string): Promise<string> {
     if (this.#closed) throw new errors.FST_COMET_CLOSED()
-    const id = await this.#call(publishScript, channel, [json, this.#historySize, inlineLimit], this.#subscriptions.redisChannel(channel)) as string
+    const id = await this.#call(publishScript, channel, [json, this.#historySize, inlineLimit]) as string
     this.#published.set(channel, Date.now())
     return id
   }
@@ -215,13 +225,13 @@ export class RedisEngine implements CometEngine {
   }
 
   // Runs a script on the channel's keys, which share the channel's hash tag (one Cluster slot).
-  async #call (script: typeof readScript, channel: string, args: ReadonlyArray<string | number>, notifications?: string): Promise<unknown> {
+  async #call (script: typeof readScript, channel: string, args: ReadonlyArray<string | number>): Promise<unknown> {
     const up = this.#whenUp(this.#command)
     if (up !== undefined) await up
     const tag = `${this.#keyPrefix}{${channel}}`
     const node = this.#nodeOf(tag)
     if (this.#heartbeat.isStuck(node)) throw new errors.FST_COMET_ENGINE_UNAVAILABLE(`Redis at ${node} does not answer`)
-    const keys = notifications === undefined ? [`${tag}:m`, `${tag}:s`] : [`${tag}:m`, `${tag}:s`, notifications]
+    const keys = [`${tag}:m`, `${tag}:s`]
     const inFlight = this.#inFlightOn(node)
     return new Promise((resolve, reject) => {
       inFlight.add(reject)
@@ -297,6 +307,22 @@ export class RedisEngine implements CometEngine {
     for (const reject of inFlight) reject(stuck)
     inFlight.clear()
     if (key === subscriberKey) this.#subscriptions.onDisconnect()
+  }
+
+  // A slot of a watched channel now served by another master (resharding, failover): heal, as
+  // its subscription may have ended with the move (Redis pushes a sunsubscribe) and what was
+  // published since went unheard. `owners` holds what this client's table said before.
+  #onSlotTable (client: Cluster, owners: Map<number, string | undefined>): void {
+    let moved = false
+    for (const channel of this.#subscriptions.watchedChannels()) {
+      const slot = calculateSlot(this.#subscriptions.redisChannel(channel))
+      const owner = client.slots[slot]?.[0]
+      if (owners.has(slot) && owners.get(slot) !== owner) moved = true
+      owners.set(slot, owner)
+    }
+    if (!moved) return
+    this.#drops++
+    this.#onReady()
   }
 
   #inFlightOn (node: string): Set<(error: Error) => void> {

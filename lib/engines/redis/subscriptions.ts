@@ -213,6 +213,9 @@ export class Subscriptions {
     // (A read from Redis notes the top when the process knew none, so `known` undefined never wakes.)
     if (subscription === undefined || subscription.known !== known || known === top) return 0
     subscription.known = top
+    // Nor may the newest notification answer a read: newer events came unheard (on a Cluster, the
+    // slot moved to a master this process was not subscribed on, with no connection dropped).
+    subscription.latest = undefined
     subscription.reads = new Map()
     const woken = subscription.watchers.size
     for (const watcher of subscription.watchers) watcher.notify(channel)
