@@ -103,6 +103,17 @@ t.test('the script is sent compressed when the client accepts it, with Vary: Acc
   t.equal(etags.size, 3, 'each coding has a tag of its own')
 })
 
+t.test('an explicit q=0 forbids its coding even beside *', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet)
+  const encodingFor = async (acceptEncoding: string): Promise<string | undefined> =>
+    (await app.inject({ url: '/comet/client.js', headers: { 'accept-encoding': acceptEncoding } })).headers['content-encoding'] as string | undefined
+  t.equal(await encodingFor('br;q=0, *'), 'gzip', 'br is refused, anything else is welcome')
+  t.equal(await encodingFor('*, br;q=0'), 'gzip', 'whatever the order')
+  t.equal(await encodingFor('br;q=0, gzip;q=0, *'), undefined, 'both refused: the script as it is')
+})
+
 t.test('the script follows the prefix, and serveClient: false leaves it out', async t => {
   const app = Fastify()
   t.teardown(() => app.close())

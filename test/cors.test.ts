@@ -1,4 +1,4 @@
-// The plugin with @fastify/cors, set up as the README says: registered first, with Retry-After
+// The plugin with @fastify/cors, set up as docs/operations.md (CORS) says: registered first, with Retry-After
 // exposed, so that a page on another origin can read the Retry-After of a 503 and back off.
 import cors from '@fastify/cors'
 import Fastify, { type FastifyInstance } from 'fastify'

@@ -1,6 +1,6 @@
 // The plugin behind HTTP/2 (Fastify({ http2: true }), cleartext h2c here): a poll is woken over an
 // HTTP/2 stream, a reset stream forgets its poll, and close() is prompt with
-// forceCloseConnections: true, the setting the README gives for HTTP/2.
+// forceCloseConnections: true, the setting docs/operations.md gives for HTTP/2.
 import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'

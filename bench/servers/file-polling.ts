@@ -1,4 +1,4 @@
-// The classic design that fastify-comet replaces (the PHP recipe of README.md): a publish writes
+// The classic design that fastify-comet replaces (the PHP recipe of the README): a publish writes
 // the channel's file; every waiting request looks at the file's modification time every 10 ms and
 // answers when it is newer than the client's cursor. The file holds only the latest message, so a
 // client that was away for two publishes misses one: that is the design, and the driver counts it.
