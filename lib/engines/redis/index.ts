@@ -210,7 +210,11 @@ export class RedisEngine implements CometEngine {
     this.#heartbeat.stop()
     this.#subscriptions.close()
     for (const [client, event, listener] of this.#listeners) client.removeListener(event, listener)
-    this.#subscriber.client.disconnect()
+    const subscriber = this.#subscriber.client
+    subscriber.disconnect()
+    // A Cluster closed while it connects may still become ready (ioredis), and then its slot-table
+    // refresh timer keeps the process alive: closed again when it does.
+    if (subscriber.isCluster) subscriber.once('ready', subscriber.disconnect.bind(subscriber))
     if (this.#ownsClient) this.#command.client.disconnect()
   }
 
