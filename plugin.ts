@@ -5,7 +5,7 @@ import fp from 'fastify-plugin'
 import { CometBus } from './lib/bus.js'
 import { clientRoute } from './lib/http/client-route.js'
 import { closeIdleConnectionsUntilClosed } from './lib/http/drain.js'
-import { fromNow, fromOldest } from './lib/engines/engine.js'
+import { fromNow, fromOldest, type CometEngine } from './lib/engines/engine.js'
 import { errors } from './lib/errors.js'
 import { MemoryEngine } from './lib/engines/memory.js'
 import { CometMetrics, diagnosticsChannels, type CometStats } from './lib/metrics.js'
@@ -26,9 +26,12 @@ declare module 'fastify' {
 }
 
 const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions) => {
+  // Before Fastify's own FST_ERR_DEC_ALREADY_PRESENT (or a duplicated route), which would not say
+  // what to do. An encapsulated context of its own may hold another, whose fastify.comet shadows this one.
+  if (Object.hasOwn(fastify, 'comet')) throw new errors.FST_COMET_ALREADY_REGISTERED()
   const options = resolveOptions(rawOptions)
   const ownsEngine = options.engine === undefined
-  const engine = options.engine ?? new MemoryEngine({
+  const engine: CometEngine = options.engine ?? new MemoryEngine({
     historySize: options.historySize,
     historyTtl: options.historyTtl,
     historyBytes: options.historyBytes,
@@ -51,6 +54,9 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
     bus.close()
     closeIdleConnectionsUntilClosed(fastify.server)
   })
+  // What the server's log must show of the engine's connection (Redis down, back), without options.
+  const detachLogger = engine.attachLogger?.(fastify.log)
+  if (detachLogger !== undefined) fastify.addHook('onClose', async () => detachLogger())
   if (ownsEngine) fastify.addHook('onClose', async () => engine.close())
 }
 
@@ -80,6 +86,6 @@ export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
 export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage } from './lib/metrics.js'
-export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, ReadPosition, StoredEvent } from './lib/engines/engine.js'
+export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, EngineLogger, ReadPosition, StoredEvent } from './lib/engines/engine.js'
 export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'

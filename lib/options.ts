@@ -1,6 +1,8 @@
 import type { FastifyRequest, LogLevel, RouteShorthandOptions } from 'fastify'
 import type { CometEngine } from './engines/engine.js'
+import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from './engines/defaults.js'
 import { errors } from './errors.js'
+import { invalid, positiveInteger, positiveNumber } from './validate.js'
 
 /**
  * Decides whether a request may publish to, or subscribe to, one channel. Return (or resolve)
@@ -179,9 +181,6 @@ export interface ResolvedCometOptions {
 export const defaultPrefix = '/comet'
 export const defaultTries = 20
 export const defaultSleep = 2
-export const defaultHistorySize = 100
-export const defaultHistoryTtl = 300
-export const defaultHistoryChannels = 100_000
 export const defaultMaxChannels = 32
 export const defaultMaxPayload = 65536
 export const defaultMaxPending = Infinity
@@ -300,27 +299,8 @@ function knownOptionNames (): string {
     'routeConfig', 'constraints', 'schemaHide'].join(', ')
 }
 
-export function invalid (name: string, expected: string, value: unknown): never {
-  throw new errors.FST_COMET_INVALID_OPTION(name, expected, describe(value))
-}
-
-function describe (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'function') return 'a function'
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object'
-  return String(value)
-}
-
 function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-export function positiveInteger (name: string, value: unknown, expected = 'a positive integer'): void {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) invalid(name, expected, value)
-}
-
-export function positiveNumber (name: string, value: unknown, expected = 'a positive number'): void {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) invalid(name, expected, value)
 }
 
 function optionalFunction (name: string, value: unknown): void {

@@ -455,7 +455,17 @@ t.test('an error answer reaches the followers with its code and status', async t
   listen(b.client, 'room')
   await eventually(() => b.errors.length > 0)
   t.match(b.errors[0], { name: 'CometClientError', code: 'FST_COMET_FORBIDDEN', statusCode: 403 })
-  t.equal(b.client.state, 'reconnecting')
+  t.equal(b.client.state, 'refused')
+})
+
+t.test('a refusal rejects ready in every tab that shares the poll, the leader\'s and the followers\'', async t => {
+  const { origin } = await serve(t, { authorizeSubscribe: () => false })
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const refused = { code: 'FST_COMET_CLIENT_REFUSED', statusCode: 403, cause: { code: 'FST_COMET_FORBIDDEN' } }
+  await t.rejects(listen(a.client, 'room').ready, refused)
+  await t.rejects(listen(b.client, 'room').ready, refused)
+  t.same([a.client.state, b.client.state], ['refused', 'refused'])
 })
 
 t.test('a tab that cannot place an answer (a cursor it never passed) asks the leader to poll from its own cursor', async t => {

@@ -59,6 +59,20 @@ export interface CometEngine {
    * process (MemoryEngine) leave it out: they are always connected.
    */
   health? (): EngineHealth
+  /**
+   * Starts telling a logger what the server's log must show of the engine's connection to its
+   * store: that it cannot connect at start, that the connection is lost, that it is back. Once per
+   * change, and at once if it is down when attached. Returns how to stop. The plugin attaches
+   * `fastify.log` when it registers and stops at close; each server on one engine gets each line.
+   * Engines that live in the process (MemoryEngine) leave it out.
+   */
+  attachLogger? (logger: EngineLogger): () => void
+}
+
+/** What an engine needs of a logger; `fastify.log` (pino) is one. */
+export interface EngineLogger {
+  error (fields: object, message: string): void
+  info (fields: object, message: string): void
 }
 
 /** What an engine backed by a server (Redis) reports of its connection. */

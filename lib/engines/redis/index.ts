@@ -3,9 +3,10 @@
 // ioredis stays an optional peer dependency.
 import calculateSlot from 'cluster-key-slot'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
-import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, ReadPosition, StoredEvent } from '../engine.js'
+import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, EngineLogger, ReadPosition, StoredEvent } from '../engine.js'
 import { fromNow, fromOldest } from '../engine.js'
 import { errors } from '../../errors.js'
+import { ConnectionLog, describeRedis } from './connection-log.js'
 import { formatCursor, freshEpoch, parseCursor } from './cursor.js'
 import { Heartbeat, type HeartbeatTarget } from './heartbeat.js'
 import { resolveRedisEngineOptions, type RedisEngineOptions } from './options.js'
@@ -59,6 +60,7 @@ export class RedisEngine implements CometEngine {
   readonly #command: Connection
   readonly #subscriber: Connection
   readonly #subscriptions: Subscriptions
+  readonly #connectionLog: ConnectionLog
   /** Commands sent and not answered, with the node they went to: rejected at once when it drops or stops answering. */
   readonly #inFlight = new Map<string, Set<(error: Error) => void>>()
   readonly #heartbeat: Heartbeat
@@ -106,6 +108,14 @@ export class RedisEngine implements CometEngine {
     if (this.#ownsClient) command.on('error', ignore)
     // Errors of the connection the engine opened are seen as 'close' and 'ready' below.
     subscriber.on('error', ignore)
+    // The subscriber connects where the command connection does, so its errors give the reason
+    // of a failure; a client of the user's gets no error listener from the engine, which would
+    // silence ioredis's own report of its errors.
+    this.#connectionLog = new ConnectionLog(describeRedis(redis))
+    this.#listen(subscriber, 'error', (error: Error) => this.#connectionLog.onError(error))
+    if (this.#ownsClient) this.#listen(command, 'error', (error: Error) => this.#connectionLog.onError(error))
+    // 'reconnecting' rather than 'close': a client of the user's that they close is not a failure.
+    for (const client of [command, subscriber]) this.#listen(client, 'reconnecting', () => this.#connectionLog.onDown())
     this.#listen(command, 'close', () => {
       this.#drops++
       const lost = new errors.FST_COMET_ENGINE_UNAVAILABLE('the connection to Redis dropped')
@@ -193,6 +203,10 @@ export class RedisEngine implements CometEngine {
     return count + this.#published.size
   }
 
+  attachLogger (logger: EngineLogger): () => void {
+    return this.#connectionLog.attach(logger)
+  }
+
   health (): EngineHealth {
     return {
       connected: this.#command.client.status === 'ready' && this.#subscriber.client.status === 'ready' && !this.#heartbeat.anyStuck,
@@ -263,7 +277,9 @@ export class RedisEngine implements CometEngine {
   // Both connections are up again: subscribe again, then wake the polls whose channel moved while
   // this process could not hear its notifications.
   #onReady (): void {
-    if (this.#drops === this.#healedDrops || this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
+    if (this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
+    this.#connectionLog.onUp()
+    if (this.#drops === this.#healedDrops) return
     this.#heal().catch(() => {
       // On a Cluster, a shard may still be failing over while the connection is ready: try
       // again shortly rather than wait for the next event that may never come.
