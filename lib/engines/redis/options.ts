@@ -37,6 +37,7 @@ export interface RedisEngineOptions {
    * @default 300
    */
   idempotencyWindow?: number | undefined
+  /**
    * Seconds between the engine's PINGs on each connection (each master's on a Cluster, and each
    * sharded subscriber connection through ioredis's health check). A connection that leaves one
    * unanswered for this long is taken as cut off: polls and publishes that need it get a 503 at
