@@ -1,6 +1,7 @@
 import type { FastifyRequest, LogLevel, RouteShorthandOptions } from 'fastify'
 import type { CometEngine } from './engines/engine.js'
 import { errors } from './errors.js'
+import { invalid, positiveInteger, positiveNumber } from './option-checks.js'
 
 /**
  * Decides whether a request may publish to, or subscribe to, one channel. Return (or resolve)
@@ -176,6 +177,9 @@ export interface ResolvedCometOptions {
   schemaHide: boolean
 }
 
+// Where the engines' options have always found them.
+export { invalid, positiveInteger, positiveNumber } from './option-checks.js'
+
 export const defaultPrefix = '/comet'
 export const defaultTries = 20
 export const defaultSleep = 2
@@ -300,27 +304,8 @@ function knownOptionNames (): string {
     'routeConfig', 'constraints', 'schemaHide'].join(', ')
 }
 
-export function invalid (name: string, expected: string, value: unknown): never {
-  throw new errors.FST_COMET_INVALID_OPTION(name, expected, describe(value))
-}
-
-function describe (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'function') return 'a function'
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object'
-  return String(value)
-}
-
 function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-export function positiveInteger (name: string, value: unknown, expected = 'a positive integer'): void {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) invalid(name, expected, value)
-}
-
-export function positiveNumber (name: string, value: unknown, expected = 'a positive number'): void {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) invalid(name, expected, value)
 }
 
 function optionalFunction (name: string, value: unknown): void {

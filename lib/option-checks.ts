@@ -1,0 +1,22 @@
+// The checks that every set of options shares (the plugin's, the Redis engine's, presence's): a
+// wrong value throws FST_COMET_INVALID_OPTION saying what was expected and what came.
+import { errors } from './errors.js'
+
+export function invalid (name: string, expected: string, value: unknown): never {
+  throw new errors.FST_COMET_INVALID_OPTION(name, expected, describe(value))
+}
+
+function describe (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'function') return 'a function'
+  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object'
+  return String(value)
+}
+
+export function positiveInteger (name: string, value: unknown, expected = 'a positive integer'): void {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) invalid(name, expected, value)
+}
+
+export function positiveNumber (name: string, value: unknown, expected = 'a positive number'): void {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) invalid(name, expected, value)
+}
