@@ -5,6 +5,8 @@ import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition, StoredE
 import { fromNow, fromOldest } from './engine.js'
 import { errors } from '../errors.js'
 import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from '../options.js'
+import { MemoryPresenceStore } from '../presence/memory-store.js'
+import type { PresenceStore } from '../presence/store.js'
 
 export interface MemoryEngineOptions {
   /** Events kept per channel. @default 100 */
@@ -209,6 +211,11 @@ export class MemoryEngine implements CometEngine {
     this.#lostByDropped.clear()
     this.#oldest = this.#newest = undefined
     this.#bytes = this.#holding = 0
+  }
+
+  /** Members of channels in this process, on this engine's clock: see lib/presence/memory-store.ts. */
+  presenceStore (): PresenceStore {
+    return new MemoryPresenceStore(this, this.#now)
   }
 
   /** Bytes held as `historyBytes` counts them, and channels holding events: for tests and measurements. */
