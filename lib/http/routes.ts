@@ -5,6 +5,8 @@ import type { CometBus, PollAnswerer } from '../bus.js'
 import { errors } from '../errors.js'
 import type { CometMetrics } from '../metrics.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
+import type { Presence } from '../presence/presence.js'
+import { presenceRoute } from '../presence/route.js'
 import { parseSubscription } from '../protocol.js'
 import { strictUtf8Bodies } from './body-parsers.js'
 import { cancelOnHangUp } from './hang-up.js'
@@ -15,6 +17,8 @@ export interface CometRoutesOptions {
   bus: CometBus
   metrics: CometMetrics
   options: ResolvedCometOptions
+  /** Undefined when presence is off. */
+  presence?: Presence | undefined
 }
 
 interface PublishRoute {
@@ -23,7 +27,7 @@ interface PublishRoute {
   Body: unknown
 }
 
-export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, options }: CometRoutesOptions): Promise<void> {
+export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, options, presence }: CometRoutesOptions): Promise<void> {
   const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds, routeOptions, schemaHide } = options
   // Every subscribe answer says how long the server lets a poll wait, in seconds: a client gives up
   // on a poll whose connection died silently once that, plus a margin, has passed.
@@ -55,12 +59,21 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     // Before the poll starts: it may be answered at once.
     reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').header('comet-wait', cometWait)
     const wait = (request.query as { wait?: string }).wait !== '0'
-    if (authorizeSubscribe === undefined) {
+    if (authorizeSubscribe === undefined && presence === undefined) {
       cancelOnHangUp(request, reply, bus.poll(subscription, { wait, answerer: new ReplyAnswerer(reply) }))
       return
     }
+    // A channel's joins and leaves (<channel>@presence) are for those who may subscribe to it.
+    const authorized = authorizeSubscribe === undefined
+      ? Promise.resolve()
+      : authorizeEach(request, presence === undefined ? subscription.channels : subscription.channels.map(name => presence.guardOf(name)), authorizeSubscribe, 'subscribe to')
     // Resolves to the answer's JSON, which Fastify sends as an async handler's result.
-    return authorizeEach(request, subscription.channels, authorizeSubscribe, 'subscribe to').then(() => {
+    return authorized.then(() => presence?.enter(request, subscription.channels)).then(release => {
+      // Present until the poll ends, answered or hung up (maybe while the hooks ran).
+      if (release !== undefined) {
+        if (reply.raw.destroyed) release()
+        else reply.raw.once('close', release)
+      }
       const poll = bus.poll(subscription, { wait })
       cancelOnHangUp(request, reply, poll)
       return poll.reply
@@ -77,8 +90,11 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     return publish(request, reply, request.query.channel)
   })
 
+  if (presence !== undefined) await fastify.register(presenceRoute, { presence, authorizeSubscribe, routeOptions, schemaHide })
+
   async function publish (request: FastifyRequest, reply: FastifyReply, channel: string): Promise<{ id: string }> {
     reply.header('cache-control', 'no-store')
+    presence?.checkPublish(channel)
     if (authorizePublish !== undefined) await authorizeEach(request, [channel], authorizePublish, 'publish to')
     // No body is a plain "something changed" notification, as in the PHP original.
     return bus.publish(channel, request.body ?? null)
