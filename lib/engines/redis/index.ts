@@ -3,11 +3,13 @@
 // ioredis stays an optional peer dependency.
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, ReadPosition, StoredEvent } from '../engine.js'
+import type { PresenceStore, PresenceStoreOptions } from '../../presence/store.js'
 import { fromNow, fromOldest } from '../engine.js'
 import { errors } from '../../errors.js'
 import { formatCursor, freshEpoch, parseCursor } from './cursor.js'
 import { resolveRedisEngineOptions, type RedisEngineOptions } from './options.js'
-import { publishScript, readScript, runScript } from './scripts.js'
+import { RedisPresenceStore } from './presence.js'
+import { presenceScript, publishScript, readScript, runScript } from './scripts.js'
 import { ignore, Subscriptions } from './subscriptions.js'
 
 export type { RedisEngineOptions } from './options.js'
@@ -147,6 +149,11 @@ export class RedisEngine implements CometEngine {
     }
   }
 
+  /** Members of channels in Redis, shared by every process: see presence.ts beside this module. */
+  presenceStore ({ graceMs }: PresenceStoreOptions): PresenceStore {
+    return new RedisPresenceStore(this.#keyPrefix, graceMs, (keys, args) => this.#run(presenceScript, keys, [this.#historySize, inlineLimit, ...args]))
+  }
+
   /** Closes the subscription connection, and the command connection when the engine opened it from a URL. */
   async close (): Promise<void> {
     if (this.#closed) return
@@ -170,10 +177,15 @@ export class RedisEngine implements CometEngine {
 
   // Runs a script on the channel's keys, which share the channel's hash tag (one Cluster slot).
   async #call (script: typeof readScript, channel: string, args: ReadonlyArray<string | number>, notifications?: string): Promise<unknown> {
-    const up = this.#whenUp(this.#command)
-    if (up !== undefined) await up
     const tag = `${this.#keyPrefix}{${channel}}`
     const keys = notifications === undefined ? [`${tag}:m`, `${tag}:s`] : [`${tag}:m`, `${tag}:s`, notifications]
+    return this.#run(script, keys, args)
+  }
+
+  // Runs a script with the arguments of meta.lua first, failing with FST_COMET_ENGINE_UNAVAILABLE.
+  async #run (script: typeof readScript, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+    const up = this.#whenUp(this.#command)
+    if (up !== undefined) await up
     return new Promise((resolve, reject) => {
       this.#inFlight.add(reject)
       runScript(this.#command.client, script, keys, [freshEpoch(), this.#detectDataLoss, this.#historyTtlMs, ...args]).then(

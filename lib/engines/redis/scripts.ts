@@ -17,6 +17,7 @@ function load (name: string): LuaScript {
 
 export const publishScript = load('publish.lua')
 export const readScript = load('read.lua')
+export const presenceScript = load('presence.lua')
 
 /** EVALSHA, and EVAL once when Redis does not know the script (its script cache is empty after a restart). */
 export async function runScript (client: Redis | Cluster, script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
