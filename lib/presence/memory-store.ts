@@ -45,13 +45,7 @@ export class MemoryPresenceStore implements PresenceStore {
   #refresh (channel: string, entries: readonly PresenceEntry[], events: boolean): Map<string, HeldMember> | undefined {
     const now = this.#now()
     let members = this.#channels.get(channel)
-    if (members !== undefined) {
-      for (const [id, member] of members) {
-        if (member.expiresAtMs > now) continue
-        members.delete(id)
-        if (events) this.#publish(channel, leaveEventJson(id))
-      }
-    }
+    // The entries first: a member held here stays, even when this refresh comes late.
     for (const { id, infoJson, ttlMs } of entries) {
       members ??= new Map()
       const member = members.get(id)
@@ -60,6 +54,13 @@ export class MemoryPresenceStore implements PresenceStore {
         if (events) this.#publish(channel, joinEventJson(id, infoJson, now))
       } else {
         member.expiresAtMs = Math.max(member.expiresAtMs, now + ttlMs)
+      }
+    }
+    if (members !== undefined) {
+      for (const [id, member] of members) {
+        if (member.expiresAtMs > now) continue
+        members.delete(id)
+        if (events) this.#publish(channel, leaveEventJson(id))
       }
     }
     if (members === undefined) return undefined

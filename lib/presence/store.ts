@@ -43,9 +43,9 @@ export interface PresenceStoreOptions {
 
 export interface PresenceStore {
   /**
-   * In one atomic step: removes the channel's members whose time is up (each with one leave event
-   * when `events`), adds the entries that are not members yet (each with one join event) and makes
-   * every entry present for at least its `ttlMs`, never shortening what another process gave it.
+   * In one atomic step: adds the entries that are not members yet (each with one join event when
+   * `events`), makes every entry present for at least its `ttlMs`, never shortening what another
+   * process gave it, then removes the channel's members whose time is up (each with one leave event).
    * With no entries, it only removes the expired: what a process does for a channel it watches.
    */
   refresh (channel: string, entries: readonly PresenceEntry[], events: boolean): Promise<void>

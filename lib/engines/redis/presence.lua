@@ -1,6 +1,6 @@
 -- Presence on one channel, atomically, so that however many processes run it at once each member
--- joins once and leaves once: removes the members whose time is up, adds or extends this
--- process's members, and with ARGV[8] 'snapshot' also lists them.
+-- joins once and leaves once: adds or extends this process's members, removes the members whose
+-- time is up, and with ARGV[8] 'snapshot' also lists them.
 -- KEYS[1..3] the meta, stream and shard channel of <channel>@presence (as publish.lua's), KEYS[4]
 -- a sorted set of members by expiry time, KEYS[5] one by join time, KEYS[6] a hash of their info,
 -- all in the slot of <channel>@presence. ARGV[4] historySize, ARGV[5] the largest JSON sent inside
@@ -24,13 +24,7 @@ local function publish_event (json)
   published = true
 end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
-  redis.call('ZREM', KEYS[4], id)
-  redis.call('ZREM', KEYS[5], id)
-  redis.call('HDEL', KEYS[6], id)
-  if events then publish_event('{"type":"leave","id":' .. cjson.encode(id) .. '}') end
-end
-
+-- The entries first: a member held by the caller stays, even when its refresh comes late.
 for i = 10, #ARGV, 3 do
   local id = ARGV[i]
   local expires = now + tonumber(ARGV[i + 2])
@@ -44,6 +38,13 @@ for i = 10, #ARGV, 3 do
     -- Never shorter: another process may hold the same member longer.
     redis.call('ZADD', KEYS[4], expires, id)
   end
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('ZREM', KEYS[5], id)
+  redis.call('HDEL', KEYS[6], id)
+  if events then publish_event('{"type":"leave","id":' .. cjson.encode(id) .. '}') end
 end
 
 if published then
