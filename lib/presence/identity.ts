@@ -33,7 +33,7 @@ export interface CheckedIdentity {
  */
 export function checkIdentity (result: unknown, channel: string): CheckedIdentity | null {
   if (result === null) return null
-  if (typeof result !== 'object' || result === undefined || Array.isArray(result)) {
+  if (typeof result !== 'object' || Array.isArray(result)) {
     throw new errors.FST_COMET_INVALID_PRESENCE(describe(result), channel, 'return null, or an object { id, info }')
   }
   const { id, info } = result as { id?: unknown, info?: unknown }

@@ -13,16 +13,17 @@ export class Presence {
   readonly #options: ResolvedPresenceOptions
   readonly #tracker: PresenceTracker
 
-  constructor (store: PresenceStore, options: ResolvedPresenceOptions, onError: (error: unknown, channel: string) => void, now?: () => number) {
+  constructor (store: PresenceStore, options: ResolvedPresenceOptions, onError: (error: unknown, channel: string) => void) {
     this.#options = options
-    this.#tracker = new PresenceTracker(store, { ...options, onError, ...(now === undefined ? {} : { now }) })
+    this.#tracker = new PresenceTracker(store, { ...options, onError })
   }
 
   /**
    * A poll on `channels` begins: the request becomes a member of each channel where the hook says
    * so, until the returned function is called (when the poll ends) and the grace period after.
-   * Rejects, holding nothing, when the hook throws or gives a wrong identity. A stream would call
-   * this once when it opens and the release when it closes: present for its whole life.
+   * Rejects, holding nothing, when the hook throws or gives a wrong identity. Call the release
+   * once. A stream calls this once when it opens and the release when it closes: present for its
+   * whole life.
    */
   async enter (request: FastifyRequest, channels: readonly string[]): Promise<() => void> {
     const memberships: string[] = []
@@ -41,10 +42,7 @@ export class Presence {
       this.#tracker.hold(channel, identity)
       held.push([channel, identity.id])
     }
-    let released = false
     return () => {
-      if (released) return
-      released = true
       for (const [channel, id] of held) this.#tracker.release(channel, id)
     }
   }
