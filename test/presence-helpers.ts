@@ -28,11 +28,15 @@ export interface PresenceEvent {
 export class MemberList {
   readonly events: PresenceEvent[] = []
   readonly members = new Map<string, unknown>()
+  /** With `strict`: joins of members already listed and leaves of members not listed. */
+  readonly problems: string[] = []
   gaps = 0
+  readonly #strict: boolean
   #cursor: string
   readonly #channel: string
 
-  constructor (channel: string, snapshot: PresenceSnapshotAt) {
+  constructor (channel: string, snapshot: PresenceSnapshotAt, { strict = false } = {}) {
+    this.#strict = strict
     this.#channel = `${channel}@presence`
     this.#cursor = snapshot.cursor as string
     for (const member of snapshot.members) this.members.set(member.id, member.info)
@@ -53,6 +57,7 @@ export class MemberList {
 
   apply (event: PresenceEvent): void {
     this.events.push(event)
+    if (this.#strict && (event.type === 'join') === this.members.has(event.id)) this.problems.push(`${event.type} ${event.id} with members ${[...this.members.keys()].join()}`)
     if (event.type === 'join') this.members.set(event.id, event.info)
     else this.members.delete(event.id)
   }
