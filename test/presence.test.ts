@@ -396,13 +396,13 @@ t.test('presence options are checked at registration', async t => {
   ]
   for (const [options, message] of cases) {
     const app = Fastify()
-    await t.rejects(app.register(comet, options).ready(), { code: 'FST_COMET_INVALID_OPTION', message: new RegExp(message.replace(/[()]/g, '\\$&')) }, message)
+    await t.rejects(async () => { await app.register(comet, options).ready() }, { code: 'FST_COMET_INVALID_OPTION', message: new RegExp(message.replace(/[()]/g, '\\$&')) }, message)
     await app.close()
   }
   const memory = new MemoryEngine()
   const { presenceStore: _, ...withoutPresence } = Object.fromEntries(['publish', 'read', 'watch', 'unwatch', 'channelCount', 'close'].map(m => [m, (memory as any)[m].bind(memory)]))
   const app = Fastify()
-  await t.rejects(app.register(comet, { engine: withoutPresence as unknown as CometEngine, presence: memberFromHeader }).ready(), { code: 'FST_COMET_INVALID_OPTION', message: /option "presence" must be left out with an engine that has no presenceStore\(\)/ })
+  await t.rejects(async () => { await app.register(comet, { engine: withoutPresence as unknown as CometEngine, presence: memberFromHeader }).ready() }, { code: 'FST_COMET_INVALID_OPTION', message: /option "presence" must be left out with an engine that has no presenceStore\(\)/ })
   await app.close()
   await memory.close()
 })
