@@ -2,7 +2,7 @@
 // prom-client registry. Every value is read from `stats()` when the registry is scraped, so the
 // helper adds nothing to the work of a poll or a publish. prom-client is an optional peer
 // dependency: only this module loads it.
-import { Counter, Gauge, Histogram, register as globalRegistry, type MetricType, type Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, register as globalRegistry, type Aggregator, type MetricType, type Registry } from 'prom-client'
 import type { EngineHealth } from './engines/engine.js'
 import type { CometStats } from './metrics.js'
 
@@ -41,9 +41,10 @@ export function registerCometMetrics (comet: CometStatsSource, { registry = glob
     return scraped
   }
 
-  const gauge = (name: string, help: string, value: (s: CometStats) => number): void => {
+  // How prom-client's AggregatorRegistry merges the workers of a cluster: by default it sums.
+  const gauge = (name: string, help: string, value: (s: CometStats) => number, aggregator: Aggregator = 'sum'): void => {
     // eslint-disable-next-line no-new
-    new Gauge({ name: prefix + name, help, registers, collect () { this.set(value(stats())) } })
+    new Gauge({ name: prefix + name, help, registers, aggregator, collect () { this.set(value(stats())) } })
   }
   const counter = (name: string, help: string, value: (s: CometStats) => number): void => {
     // eslint-disable-next-line no-new
@@ -78,7 +79,8 @@ export function registerCometMetrics (comet: CometStatsSource, { registry = glob
   if (comet.stats().engine !== undefined) {
     // An engine that has health() always reports it.
     const engine = (s: CometStats): EngineHealth => s.engine as EngineHealth
-    gauge('engine_connected', '1 while the engine is connected to its store, else 0.', s => engine(s).connected ? 1 : 0)
+    // Summed over a cluster's workers it would count them; 1 only while every one is connected.
+    gauge('engine_connected', '1 while the engine is connected to its store, else 0.', s => engine(s).connected ? 1 : 0, 'min')
     counter('engine_reconnections_total', 'Times the engine lost its connection and made it again.', s => engine(s).reconnections)
     counter('engine_healed_notifications_total', 'Waiting polls woken after a reconnection because their channel moved meanwhile.', s => engine(s).healedNotifications)
   }

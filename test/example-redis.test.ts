@@ -1,9 +1,12 @@
 // The example chat on Redis (REDIS_URL), as processes: two of them share a room's messages, its
-// history and its wake-ups; WORKERS=2 runs them as one node:cluster on one port; a Redis that goes
-// away gets 503s with Retry-After, not hangs, and the chat works again once it is back.
+// history and its wake-ups; WORKERS=2 runs them as one node:cluster on one port, whose /metrics
+// covers every worker; a Redis that goes away gets 503s with Retry-After, not hangs, and the chat
+// works again once it is back; a Redis that cannot be reached at start gets one line and exit 1.
+import { createServer } from 'node:net'
+import parsePrometheus from 'parse-prometheus-text-format'
 import { Agent, request } from 'undici'
 import t from 'tap'
-import { startExample } from './example-process.js'
+import { runExampleToExit, startExample } from './example-process.js'
 import { poll, sleep, type PollReply } from './helpers.js'
 import { startRedis } from './redis-server.js'
 
@@ -39,6 +42,29 @@ function within<T> (ms: number, what: string, answer: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms) })
   return Promise.race([answer, late]).finally(() => clearTimeout(timer))
+}
+
+/** A loopback port nothing listens on (it was free a moment ago). */
+async function closedPort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+/** The value of comet_events_published_total in a scrape of /metrics, on a connection of its own. */
+async function publishedTotal (origin: string, metric = 'comet_events_published_total'): Promise<number> {
+  const agent = new Agent()
+  try {
+    const response = await request(`${origin}/metrics`, { dispatcher: agent })
+    const family = parsePrometheus(await response.body.text()).find(f => f.name === metric)
+    const value = family?.metrics[0]?.value
+    if (value === undefined) throw new Error(`no ${metric} in /metrics`)
+    return Number(value)
+  } finally {
+    await agent.destroy()
+  }
 }
 
 t.test('two processes on one Redis share a room: a post on one wakes a poll on the other, whose store and history have it', async t => {
@@ -84,8 +110,51 @@ t.test('WORKERS=2 runs the chat as two processes on one port; polls on either ar
     t.same(answer.m?.['chat:cluster']?.map(event => event.data), [posted.body], `poll ${i + 1} got the message`)
   }
 
+  t.equal(chat.output(), `Chat ready: open ${chat.origin} in two browser windows (2 processes, on Redis at ${redis.url}, Ctrl-C stops it)\n`,
+    'one plain line, as a single process prints')
   t.equal(await chat.stop('SIGTERM'), 0, 'the cluster stops with code 0')
+  t.equal(chat.errors(), '', 'and says nothing more')
 })
+
+t.test('WORKERS=2: /metrics reports the whole cluster, so comet_events_published_total never goes backwards between scrapes', async t => {
+  const redis = await startRedis(t)
+  const chat = await startExample(t, { redisUrl: redis.url, workers: 2 })
+  // Each post and each scrape on a connection of its own, so that they land on either worker.
+  const scraped: number[] = []
+  for (let i = 0; i < 6; i++) {
+    const agent = new Agent()
+    const response = await request(`${chat.origin}/rooms/metrics/messages`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Ada', text: `message ${i}` })
+    })
+    t.equal(response.statusCode, 201)
+    await response.body.dump()
+    await agent.destroy()
+    scraped.push(await publishedTotal(chat.origin), await publishedTotal(chat.origin))
+  }
+  // Per worker, the scrapes would read 1, 0, 1, 1, 2, 1, …: Prometheus takes a drop for a reset.
+  t.same(scraped, [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6], 'each scrape counts every post made so far, whichever worker answers')
+  t.equal(await publishedTotal(chat.origin, 'comet_engine_connected'), 1, 'both workers are connected to Redis: 1, not 2')
+})
+
+t.test('on Redis, the one start line says so', async t => {
+  const redis = await startRedis(t)
+  const chat = await startExample(t, { redisUrl: redis.url })
+  t.equal(chat.output(), `Chat ready: open ${chat.origin} in two browser windows (on Redis at ${redis.url}, Ctrl-C stops it)\n`)
+})
+
+for (const workers of [undefined, 2]) {
+  t.test(`a REDIS_URL that cannot be reached${workers === undefined ? '' : ` (WORKERS=${workers})`}: one line saying so, without the password, and exit code 1`, async t => {
+    const port = await closedPort()
+    const { code, stdout, stderr } = await runExampleToExit(t, { redisUrl: `redis://:secret@127.0.0.1:${port}`, ...(workers === undefined ? {} : { workers }) })
+    t.equal(code, 1)
+    t.equal(stdout, '')
+    t.equal(stderr, `Cannot reach Redis at redis://:***@127.0.0.1:${port} (REDIS_URL): connect ECONNREFUSED 127.0.0.1:${port}. ` +
+      'Start Redis there, or unset REDIS_URL to run the chat in one process without it.\n')
+  })
+}
 
 t.test('WORKERS without REDIS_URL is refused: each process would have a room of its own', async t => {
   // Its message ("WORKERS needs REDIS_URL: …") goes to stderr, which the test shows as it is.

@@ -2,7 +2,7 @@
 // a Prometheus text-format parser, has every metric with its type, labels and value.
 import Fastify from 'fastify'
 import parsePrometheus, { type ParsedFamily } from 'parse-prometheus-text-format'
-import { Registry } from 'prom-client'
+import { AggregatorRegistry, Registry } from 'prom-client'
 import t from 'tap'
 import comet, { MemoryEngine, type EngineHealth } from '../plugin.js'
 import { registerCometMetrics } from '../lib/prometheus.js'
@@ -104,6 +104,39 @@ t.test('an engine that reports its health adds its metrics; the prefix is the ca
   families = await scrape(registry)
   t.equal(value(families, 'live_engine_connected'), 0)
   t.equal(value(families, 'live_engine_reconnections_total'), 2)
+})
+
+t.test('a cluster\'s workers summed by AggregatorRegistry: counters, polls and the histogram add up; engine_connected is 1 only while every worker is', async t => {
+  class ConnectedEngine extends MemoryEngine {
+    state: EngineHealth = { connected: true, reconnections: 0, healedNotifications: 0 }
+    health (): EngineHealth { return this.state }
+  }
+  // Two "workers": what each registry gives the primary is getMetricsAsJSON(), as in a cluster.
+  const workers = await Promise.all([1, 2].map(async published => {
+    const engine = new ConnectedEngine()
+    t.teardown(() => engine.close())
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(comet, { engine })
+    const registry = new Registry()
+    registerCometMetrics(app.comet, { registry })
+    for (let i = 0; i < published; i++) await app.comet.publish('a', i)
+    return { engine, registry }
+  }))
+  const [first] = workers
+  const aggregate = async (): Promise<Map<string, ParsedFamily>> => {
+    const summed = AggregatorRegistry.aggregate(await Promise.all(workers.map(({ registry }) => registry.getMetricsAsJSON())))
+    return new Map(parsePrometheus(await summed.metrics()).map(family => [family.name, family]))
+  }
+
+  let families = await aggregate()
+  t.equal(value(families, 'comet_events_published_total'), 3, 'the publishes of both')
+  t.equal(value(families, 'comet_waiting_polls'), 0)
+  t.equal(families.get('comet_publish_to_answer_seconds')?.type, 'HISTOGRAM', 'the histogram survives the merge')
+  t.equal(value(families, 'comet_engine_connected'), 1, 'both connected: 1, not 2')
+  if (first !== undefined) first.engine.state = { connected: false, reconnections: 0, healedNotifications: 0 }
+  families = await aggregate()
+  t.equal(value(families, 'comet_engine_connected'), 0, 'one worker lost its store: 0')
 })
 
 t.test('without a registry, the metrics go to prom-client\'s global registry', async t => {

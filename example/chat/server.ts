@@ -9,31 +9,39 @@
 //
 // With REDIS_URL, the plugin runs on its Redis engine and the messages are stored in Redis too, so
 // that several processes serve one chat; WORKERS=<n> then runs n processes on one port
-// (node:cluster, see cluster.ts).
+// (node:cluster, see cluster.ts). In every mode it prints one line once it listens, and /metrics
+// reports the whole chat (a cluster's workers summed, metrics.ts).
 import cluster from 'node:cluster'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import Fastify from 'fastify'
+import comet, { type CometEngine } from 'fastify-comet'
+import { registerCometMetrics } from 'fastify-comet/prometheus'
 import { Registry } from 'prom-client'
-import comet from '../plugin.js'
-import { registerCometMetrics } from '../lib/prometheus.js'
-import type { CometEngine } from '../lib/engines/engine.js'
 import { MessageStore, RedisMessageStore, type ChatMessage, type ChatStore } from './messages.js'
+import { metricsRoute } from './metrics.js'
+import { connectOrExit, shownRedisUrl } from './redis-connection.js'
+
+/** A setting the chat cannot run with: one line saying so, not a stack trace. */
+function exitWith (message: string): never {
+  console.error(message)
+  process.exit(1)
+}
 
 const port = Number(process.env.PORT ?? 3000)
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
-  throw new Error(`PORT must be a port number from 0 to 65535 (got ${JSON.stringify(process.env.PORT)})`)
+  exitWith(`PORT must be a port number from 0 to 65535 (got ${JSON.stringify(process.env.PORT)})`)
 }
 const host = process.env.HOST ?? 'localhost'
 const redisUrl = process.env.REDIS_URL === '' ? undefined : process.env.REDIS_URL
 const workers = Number(process.env.WORKERS ?? 1)
 if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
-  throw new Error(`WORKERS must be a number of processes from 1 to 64 (got ${JSON.stringify(process.env.WORKERS)})`)
+  exitWith(`WORKERS must be a number of processes from 1 to 64 (got ${JSON.stringify(process.env.WORKERS)})`)
 }
 if (workers > 1 && redisUrl === undefined) {
   // Each process would have its own rooms: a page would see the messages of one process only.
-  throw new Error('WORKERS needs REDIS_URL: processes share their rooms through Redis, e.g. WORKERS=2 REDIS_URL=redis://127.0.0.1:6379 npm start')
+  exitWith('WORKERS needs REDIS_URL: processes share their rooms through Redis, e.g. WORKERS=2 REDIS_URL=redis://127.0.0.1:6379 npm start')
 }
 
 // What a page joining a room is shown: the plugin's history on load, the store after a gap.
@@ -42,10 +50,24 @@ const recentMessages = 100
 const keepSeconds = 24 * 60 * 60
 
 if (workers > 1 && cluster.isPrimary) {
+  // Checked once here, so that a wrong REDIS_URL gets one line, not one per worker.
+  const reached = await connectOrExit(redisUrl as string, () => {})
+  reached.disconnect()
   const { runCluster } = await import('./cluster.js')
-  runCluster({ workers, port, host })
+  runCluster({ workers, onListening: sayReady })
 } else {
   await serve()
+}
+
+/** The one line the chat prints, once it listens (all its workers, for a cluster). */
+function sayReady (listeningPort: number): void {
+  const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
+  const how = [
+    ...(workers > 1 ? [`${workers} processes`] : []),
+    ...(redisUrl === undefined ? [] : [`on Redis at ${shownRedisUrl(redisUrl)}`]),
+    'Ctrl-C stops it'
+  ].join(', ')
+  console.log(`Chat ready: open http://${shown}:${listeningPort} in two browser windows (${how})`)
 }
 
 async function serve (): Promise<void> {
@@ -116,7 +138,7 @@ async function serve (): Promise<void> {
   // For Prometheus to scrape.
   const registry = new Registry()
   registerCometMetrics(fastify.comet, { registry })
-  fastify.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()))
+  metricsRoute(fastify, registry)
 
   // close() answers the waiting long-polls first; a second signal ends the process at once.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -139,27 +161,15 @@ async function serve (): Promise<void> {
     process.exit(1)
   }
   // A cluster's primary says when all its workers listen (cluster.ts).
-  if (!cluster.isWorker) {
-    const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
-    console.log(`Chat ready: open http://${shown}:${(fastify.server.address() as AddressInfo).port} in two browser windows (Ctrl-C stops it)`)
-  }
+  if (!cluster.isWorker) sayReady((fastify.server.address() as AddressInfo).port)
 }
 
 /** The Redis engine and a store in Redis, both closed with the server. */
 async function onRedis (fastify: ReturnType<typeof Fastify>, url: string): Promise<{ engine: CometEngine, store: ChatStore }> {
   // Loaded only here: plain `npm start` needs neither ioredis nor the engine.
-  const [{ Redis }, { RedisEngine }] = await Promise.all([import('ioredis'), import('../lib/engines/redis/index.js')])
+  const { RedisEngine } = await import('fastify-comet/redis')
+  const redis = await connectOrExit(url, error => { fastify.log.warn({ err: error }, 'the chat store lost Redis; reconnecting') })
   const engine = new RedisEngine({ redis: url, historySize: recentMessages, historyTtl: keepSeconds })
-  // A connection of the store's own: while Redis is down, a command fails at once (no offline
-  // queue), so a post gets 503 instead of waiting; it reconnects within a second of Redis's return.
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: attempt => Math.min(attempt * 100, 1000)
-  })
-  redis.on('error', (error: Error) => { fastify.log.warn({ err: error }, 'the chat store lost Redis; reconnecting') })
-  await redis.connect()
   fastify.addHook('onClose', async () => {
     // The engine was passed in, so the plugin leaves it to us.
     await engine.close()
