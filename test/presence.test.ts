@@ -381,6 +381,25 @@ t.test('an error the hook throws keeps its statusCode, as an authorizer\'s does'
   const response = await app.inject({ url: '/comet/subscribe?subscribed[room]=0' })
   t.equal(response.statusCode, 401)
   t.equal(response.headers['cache-control'], 'no-store')
+
+  // An answer begun for one channel that rejects after another channel's threw is not left unhandled.
+  const { app: mixed } = await loggedApp(t, {
+    ...fast,
+    presence: async (_request, channel) => channel === 'first'
+      ? await Promise.reject(new Error('too late to matter'))
+      : await Promise.resolve(null)
+  })
+  const { app: throwing } = await loggedApp(t, {
+    ...fast,
+    presence: (_request, channel) => {
+      if (channel === 'first') return Promise.reject(Object.assign(new Error('first'), { statusCode: 401 }))
+      throw Object.assign(new Error('second'), { statusCode: 403 })
+    }
+  })
+  t.equal((await mixed.inject({ url: '/comet/subscribe?subscribed[first]=0&subscribed[second]=0' })).statusCode, 500)
+  const both = await throwing.inject({ url: '/comet/subscribe?subscribed[first]=0&subscribed[second]=0' })
+  t.equal(both.statusCode, 403, 'the error thrown at once')
+  await sleep(10)
 })
 
 t.test('presence options are checked at registration', async t => {

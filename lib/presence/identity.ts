@@ -54,10 +54,26 @@ export function checkIdentity (result: unknown, channel: string): CheckedIdentit
   return { id, infoJson }
 }
 
-/** The identities of a request on channels, each checked; null where it is no member. */
-export async function identitiesOf (hook: CometPresenceHook, request: FastifyRequest, channels: readonly string[]): Promise<Array<CheckedIdentity | null>> {
-  const results = await Promise.all(channels.map(channel => hook(request, channel)))
-  return results.map((result, i) => checkIdentity(result, channels[i] as string))
+/**
+ * The identities of a request on channels, each checked; null where it is no member. Synchronous
+ * when every answer of the hook is, so that a poll keeps the route's path without a promise.
+ */
+export function identitiesOf (hook: CometPresenceHook, request: FastifyRequest, channels: readonly string[]): Array<CheckedIdentity | null> | Promise<Array<CheckedIdentity | null>> {
+  const results: unknown[] = []
+  let pending = false
+  try {
+    for (const channel of channels) {
+      const result = hook(request, channel)
+      if (result instanceof Promise) pending = true
+      results.push(result)
+    }
+  } catch (error) {
+    // The answers already begun are not waited for: their rejections must not go unhandled.
+    for (const result of results) if (result instanceof Promise) result.catch(() => {})
+    throw error
+  }
+  const check = (resolved: unknown[]): Array<CheckedIdentity | null> => resolved.map((result, i) => checkIdentity(result, channels[i] as string))
+  return pending ? Promise.all(results).then(check) : check(results)
 }
 
 function describe (value: unknown): string {

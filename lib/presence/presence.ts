@@ -4,7 +4,7 @@
 import type { FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
 import { isChannelName } from '../protocol.js'
-import { identitiesOf } from './identity.js'
+import { identitiesOf, type CheckedIdentity } from './identity.js'
 import type { ResolvedPresenceOptions } from './options.js'
 import { presenceChannelOf, type PresenceSnapshotAt, type PresenceStore } from './store.js'
 import { PresenceTracker } from './tracker.js'
@@ -21,11 +21,12 @@ export class Presence {
   /**
    * A poll on `channels` begins: the request becomes a member of each channel where the hook says
    * so, until the returned function is called (when the poll ends) and the grace period after.
-   * Rejects, holding nothing, when the hook throws or gives a wrong identity. Call the release
+   * Synchronous when the hook is. Throws (or rejects), holding nothing, when the hook throws or
+   * gives a wrong identity. Call the release
    * once. A stream calls this once when it opens and the release when it closes: present for its
    * whole life.
    */
-  async enter (request: FastifyRequest, channels: readonly string[]): Promise<() => void> {
+  enter (request: FastifyRequest, channels: readonly string[]): (() => void) | Promise<() => void> {
     const memberships: string[] = []
     for (const channel of channels) {
       const of = presenceChannelOf(channel)
@@ -33,7 +34,11 @@ export class Presence {
       if (of === undefined) memberships.push(channel)
       else this.#tracker.watch(of)
     }
-    const identities = memberships.length === 0 ? [] : await identitiesOf(this.#options.hook, request, memberships)
+    const identities = identitiesOf(this.#options.hook, request, memberships)
+    return identities instanceof Promise ? identities.then(resolved => this.#hold(memberships, resolved)) : this.#hold(memberships, identities)
+  }
+
+  #hold (memberships: readonly string[], identities: ReadonlyArray<CheckedIdentity | null>): () => void {
     const held: Array<[string, string]> = []
     for (let i = 0; i < memberships.length; i++) {
       const identity = identities[i]
