@@ -59,21 +59,24 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     // Before the poll starts: it may be answered at once.
     reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').header('comet-wait', cometWait)
     const wait = (request.query as { wait?: string }).wait !== '0'
-    if (authorizeSubscribe === undefined && presence === undefined) {
-      cancelOnHangUp(request, reply, bus.poll(subscription, { wait, answerer: new ReplyAnswerer(reply) }))
-      return
-    }
-    // A channel's joins and leaves (<channel>@presence) are for those who may subscribe to it.
-    const authorized = authorizeSubscribe === undefined
-      ? Promise.resolve()
-      : authorizeEach(request, presence === undefined ? subscription.channels : subscription.channels.map(name => presence.guardOf(name)), authorizeSubscribe, 'subscribe to')
-    // Resolves to the answer's JSON, which Fastify sends as an async handler's result.
-    return authorized.then(() => presence?.enter(request, subscription.channels)).then(release => {
-      // Present until the poll ends, answered or hung up (maybe while the hooks ran).
-      if (release !== undefined) {
-        if (reply.raw.destroyed) release()
-        else reply.raw.once('close', release)
+    let entered: Promise<(() => void) | undefined>
+    if (authorizeSubscribe === undefined) {
+      // A presence hook that answers synchronously keeps the poll on this path.
+      const release = presence?.enter(request, subscription.channels)
+      if (!(release instanceof Promise)) {
+        if (release !== undefined) releaseWhenClosed(reply, release)
+        cancelOnHangUp(request, reply, bus.poll(subscription, { wait, answerer: new ReplyAnswerer(reply) }))
+        return
       }
+      entered = release
+    } else {
+      // A channel's joins and leaves (<channel>@presence) are for those who may subscribe to it.
+      const guarded = presence === undefined ? subscription.channels : subscription.channels.map(name => presence.guardOf(name))
+      entered = authorizeEach(request, guarded, authorizeSubscribe, 'subscribe to').then(() => presence?.enter(request, subscription.channels))
+    }
+    // Resolves to the answer's JSON, which Fastify sends as an async handler's result.
+    return entered.then(release => {
+      if (release !== undefined) releaseWhenClosed(reply, release)
       const poll = bus.poll(subscription, { wait })
       cancelOnHangUp(request, reply, poll)
       return poll.reply
@@ -99,6 +102,12 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     // No body is a plain "something changed" notification, as in the PHP original.
     return bus.publish(channel, request.body ?? null)
   }
+}
+
+/** Present until the poll ends, answered or hung up (maybe while the hooks ran). */
+function releaseWhenClosed (reply: FastifyReply, release: () => void): void {
+  if (reply.raw.destroyed) release()
+  else reply.raw.once('close', release)
 }
 
 /** Sends a poll's answer, or its error, on its reply. */
