@@ -133,6 +133,30 @@ t.test('a channel whose events a client here reads is purged here until watchMs 
   t.same(writes, [[]], 'no longer once watchMs has passed')
 })
 
+t.test('regression: the last member\'s leave is told when its last write reached the store a little late', async t => {
+  const clock = fakeClock()
+  // Redis runs a script a round trip after the process computed its durations.
+  let writeDelayMs = 0
+  const engine = new MemoryEngine({ now: () => clock.now() + writeDelayMs })
+  const tracker = new PresenceTracker(engine.presenceStore(), { graceMs: 1000, refreshMs: 3_600_000, watchMs: 1000, maxMembers: 10, events: () => true, onError: error => { throw error }, now: clock.now })
+  t.teardown(async () => {
+    tracker.close()
+    await engine.close()
+  })
+  tracker.hold('room', alice)
+  await nextTurn()
+  tracker.release('room', 'alice')
+  writeDelayMs = 5
+  await tracker.refresh()
+  writeDelayMs = 0
+  clock.advance(1000)
+  await tracker.refresh()
+  t.same(eventsOf(engine, 'room').map(e => e.type), ['join'], 'gone here, and 5 ms left in the store')
+  clock.advance(250)
+  await tracker.refresh()
+  t.same(eventsOf(engine, 'room').map(e => e.type), ['join', 'leave'], 'the next refresh purges the channel, though no member is held here')
+})
+
 t.test('a tracker closed with a join still to write writes nothing more', async t => {
   const { tracker, writes } = trackerOn(t, fakeClock())
   tracker.hold('room', alice)

@@ -154,7 +154,12 @@ export class PresenceTracker {
         entries.push({ id, infoJson: member.infoJson, ttlMs })
       }
     }
-    if (members.size === 0) this.#members.delete(channel)
+    if (members.size === 0) {
+      this.#members.delete(channel)
+      // The store's clock may be a little behind ours (Redis's, a round trip away): keep purging
+      // the channel for a grace period, so that the last member's leave is told by someone.
+      this.#watched.set(channel, Math.max(this.#watched.get(channel) ?? 0, now + graceMs))
+    }
     return entries
   }
 }
