@@ -6,6 +6,7 @@ import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
+import { Cluster } from 'ioredis'
 import t, { type Test } from 'tap'
 import comet, { type CometOptions, type PresenceStore } from '../plugin.js'
 import { RedisEngine } from '../lib/engines/redis/index.js'
@@ -73,13 +74,14 @@ t.test('members on two processes are counted once by identity, and each join and
 
 t.test('a member polling again and again is written per refresh interval, not per poll', async t => {
   const keyPrefix = `p${prefixes++}:`
-  const a = await serveOnRedis(t, keyPrefix, { ...fast, presenceGrace: 20 })
+  const a = await serveOnRedis(t, keyPrefix, { ...fast, presenceGrace: 20, presenceEvents: false })
   for (let i = 0; i < 20; i++) await fetch(`${a.origin}/comet/subscribe?subscribed[room]=0&subscribed[lobby]=0&wait=0`, { headers: { 'x-user': 'alice' } })
-  t.equal((await a.app.comet.presence('room')).count, 1)
+  t.same(await a.app.comet.presence('room'), { count: 1, members: [{ id: 'alice', info: { name: 'ALICE' }, since: (await a.app.comet.presence('room')).members[0]?.since }] }, 'without presenceEvents, no cursor')
   t.ok(a.writes.length <= 2, `20 polls on 2 channels: ${a.writes.length} writes, one per channel when the member came`)
   const admin = redis.admin()
   const ttl = await admin.pttl(`${keyPrefix}{room@presence}:pe`)
   t.ok(ttl > 20_000 && ttl <= 40_000, `the member keys expire a grace period after the last member would (${ttl} ms)`)
+  t.same(await admin.keys(`${keyPrefix}{room@presence}:[ms]`), [], 'and without presenceEvents there is no stream of joins and leaves')
 })
 
 t.test('the members of a process killed with SIGKILL leave after the grace period, once', async t => {
@@ -146,4 +148,19 @@ t.test('a write Redis does not take is logged at warn, and made again once Redis
   await eventually(async () => await app.comet.presence('room').then(s => s.count === 1, () => false), 5000)
   hangUp.abort()
   await waiting
+})
+
+t.test('on a Redis Cluster, every key and the notifications of a channel\'s presence are in one slot', async t => {
+  const node = await startRedis(t, { cluster: true })
+  const cluster = new Cluster([{ host: '127.0.0.1', port: node.port }])
+  t.teardown(() => cluster.disconnect())
+  const engine = new RedisEngine({ redis: cluster })
+  t.teardown(() => engine.close())
+  const { app, origin } = await serve(t, { ...fast, engine })
+  const page = new MemberList('room', await app.comet.presence('room'))
+  await pollAs(origin, 'fay', ['room'])
+  t.same(idsOf(await app.comet.presence('room')), ['fay'])
+  await eventually(async () => (await app.comet.presence('room')).count === 0, 3000)
+  await page.catchUp(origin)
+  t.same(page.events.map(e => `${e.type} ${e.id}`), ['join fay', 'leave fay'])
 })
