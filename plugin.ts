@@ -11,7 +11,7 @@ import { MemoryEngine } from './lib/engines/memory.js'
 import { CometMetrics, diagnosticsChannels, type CometStats } from './lib/metrics.js'
 import { resolveOptions, type CometOptions, type ResolvedCometOptions } from './lib/options.js'
 import { cometRoutes } from './lib/http/routes.js'
-import { invalid } from './lib/option-checks.js'
+import { invalid } from './lib/validate.js'
 import { Presence } from './lib/presence/presence.js'
 import type { PresenceSnapshotAt } from './lib/presence/store.js'
 
@@ -35,9 +35,12 @@ declare module 'fastify' {
 }
 
 const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions) => {
+  // Before Fastify's own FST_ERR_DEC_ALREADY_PRESENT (or a duplicated route), which would not say
+  // what to do. An encapsulated context of its own may hold another, whose fastify.comet shadows this one.
+  if (Object.hasOwn(fastify, 'comet')) throw new errors.FST_COMET_ALREADY_REGISTERED()
   const options = resolveOptions(rawOptions)
   const ownsEngine = options.engine === undefined
-  const engine = options.engine ?? new MemoryEngine({
+  const engine: CometEngine = options.engine ?? new MemoryEngine({
     historySize: options.historySize,
     historyTtl: options.historyTtl,
     historyBytes: options.historyBytes,
@@ -71,6 +74,9 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
     presence?.close()
     closeIdleConnectionsUntilClosed(fastify.server)
   })
+  // What the server's log must show of the engine's connection (Redis down, back), without options.
+  const detachLogger = engine.attachLogger?.(fastify.log)
+  if (detachLogger !== undefined) fastify.addHook('onClose', async () => detachLogger())
   if (ownsEngine) fastify.addHook('onClose', async () => engine.close())
 }
 
@@ -108,7 +114,7 @@ export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
 export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage } from './lib/metrics.js'
-export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, ReadPosition, StoredEvent } from './lib/engines/engine.js'
+export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, EngineLogger, ReadPosition, StoredEvent } from './lib/engines/engine.js'
 export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'
 export type { CometPresenceHook, PresenceIdentity } from './lib/presence/identity.js'

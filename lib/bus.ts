@@ -1,7 +1,7 @@
 // The long-poll bus: publishes events into the engine and holds the polls that wait for them. It
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
-import { errors } from './errors.js'
+import { errors, withRetryAfter } from './errors.js'
 import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
 import { defaultMaxReplyBytes } from './options.js'
 import { countEvents, formatPollReply, isChannelName, type Subscription } from './protocol.js'
@@ -11,6 +11,8 @@ export interface BusOptions {
   /** How long a poll with nothing to deliver waits, in milliseconds. */
   pollTimeoutMs: number
   maxPending: number
+  /** The Retry-After, in whole seconds, of the error a poll gets past maxPending. @default 1 */
+  retryAfterSeconds?: number
   /** Most events of one channel in one reply. */
   batchSize: number
   /** Most bytes of an event's data as JSON. */
@@ -156,7 +158,9 @@ export class CometBus {
       this.#answer(poll, backlogs, readFrom, this.#closing ? 'close' : poll.superseded ? 'superseded' : 'wait0')
       return
     }
-    if (this.#waiting.size >= this.#options.maxPending) throw new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending)
+    if (this.#waiting.size >= this.#options.maxPending) {
+      throw withRetryAfter(new errors.FST_COMET_TOO_MANY_PENDING(this.#options.maxPending), this.#options.retryAfterSeconds ?? 1)
+    }
     poll.nexts = nextsOf(backlogs)
     poll.state = 'waiting'
     poll.expiresAt = performance.now() + this.#options.pollTimeoutMs

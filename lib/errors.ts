@@ -15,6 +15,18 @@ export const errors = {
     'fastify-comet: unknown option "%s"; the options are %s',
     500
   ),
+  /** The plugin registered a second time in one encapsulation context. */
+  FST_COMET_ALREADY_REGISTERED: createError(
+    'FST_COMET_ALREADY_REGISTERED',
+    'fastify-comet: registered twice on one instance (it has fastify.comet already); register it once, or, for a second set of channels, once more inside an encapsulated context with a prefix of its own: fastify.register(async child => { await child.register(fastifyComet, { prefix: "/other" }) })',
+    500
+  ),
+  /** registerCometMetrics() on a registry that has metrics of the same names, of another fastify.comet or not. */
+  FST_COMET_METRICS_ALREADY_REGISTERED: createError<[string]>(
+    'FST_COMET_METRICS_ALREADY_REGISTERED',
+    'fastify-comet: the registry has a metric named %s already, not registered by registerCometMetrics() for this fastify.comet; give each instance a prefix (registerCometMetrics(fastify.comet, { prefix: "comet_other_" })) or a registry of its own, or remove the old instance\'s metrics (registry.clear()) before registering the new one\'s',
+    500
+  ),
   /** Neither the compiled client nor its source is where the package put it. */
   FST_COMET_CLIENT_MISSING: createError<[string]>(
     'FST_COMET_CLIENT_MISSING',
@@ -31,6 +43,11 @@ export const errors = {
     'fastify-comet: invalid cursor for channel %s; send "0" (or nothing) to start from now, "all" for everything held, or a cursor this server returned in "p"',
     400
   ),
+  FST_COMET_DUPLICATE_CHANNEL: createError<[string]>(
+    'FST_COMET_DUPLICATE_CHANNEL',
+    'fastify-comet: a subscribe names channel %s more than once; send each channel once, as subscribed[<channel>]=<cursor> with the cursor of its last answer',
+    400
+  ),
   FST_COMET_NO_CHANNEL: createError(
     'FST_COMET_NO_CHANNEL',
     'fastify-comet: a subscribe names no channel; add at least one subscribed[<channel>]=<cursor> to the query string',
@@ -39,6 +56,11 @@ export const errors = {
   FST_COMET_TOO_MANY_CHANNELS: createError<[number, number]>(
     'FST_COMET_TOO_MANY_CHANNELS',
     'fastify-comet: a subscribe names %d channels, more than maxChannels (%d); split it into several polls or raise maxChannels',
+    400
+  ),
+  FST_COMET_NO_PUBLISH_CHANNEL: createError<[string, string]>(
+    'FST_COMET_NO_PUBLISH_CHANNEL',
+    'fastify-comet: a publish names no channel; put it in the path, POST %s/publish/<channel>, or in the query string, POST %s/publish?channel=<channel>',
     400
   ),
   FST_COMET_INVALID_DATA: createError<[string]>(
@@ -66,12 +88,13 @@ export const errors = {
     'fastify-comet: not allowed to %s channel "%s"',
     403
   ),
+  /** Past maxPending; the error carries its Retry-After as `headers` (see withRetryAfter). */
   FST_COMET_TOO_MANY_PENDING: createError<[number]>(
     'FST_COMET_TOO_MANY_PENDING',
     'fastify-comet: the server holds its most long-polls already (maxPending %d); retry after the Retry-After delay',
     503
   ),
-  /** The engine's store (Redis) cannot be reached; the reply carries Retry-After. */
+  /** The engine's store (Redis) cannot be reached; the error carries `headers` with a Retry-After of 1 s. */
   FST_COMET_ENGINE_UNAVAILABLE: createError<[string]>(
     'FST_COMET_ENGINE_UNAVAILABLE',
     'fastify-comet: the engine cannot reach its store (%s); retry after the Retry-After delay, and check that Redis is up',
@@ -100,4 +123,24 @@ export const errors = {
     'fastify-comet: the server is closing; publish before fastify.close() or on a running instance',
     503
   )
+}
+
+/** The headers that an error asking the client to come back later carries. */
+export interface RetryAfterHeaders {
+  readonly 'retry-after': string
+}
+
+// An error that asks the client to come back later carries its Retry-After as `headers`, which
+// Fastify's default error handler sets on the reply: a route of the user's that lets one through
+// (calling fastify.comet.publish() while Redis is down) answers with the header, not only the
+// plugin's own routes. Not enumerable, so that a logged error does not repeat it.
+// On the prototype of FST_COMET_ENGINE_UNAVAILABLE, so that every one has it, whoever made it
+// (an engine of a third party too): the Redis engine reconnects within about a second.
+Object.defineProperty(errors.FST_COMET_ENGINE_UNAVAILABLE.prototype, 'headers', {
+  value: Object.freeze({ 'retry-after': '1' } satisfies RetryAfterHeaders)
+})
+
+/** Gives an error the Retry-After, in whole seconds, that Fastify's default error handler sends with it. */
+export function withRetryAfter<E extends Error> (error: E, seconds: number): E & { readonly headers: RetryAfterHeaders } {
+  return Object.defineProperty(error, 'headers', { value: Object.freeze({ 'retry-after': String(seconds) }) }) as E & { readonly headers: RetryAfterHeaders }
 }

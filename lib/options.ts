@@ -1,7 +1,8 @@
 import type { FastifyRequest, LogLevel, RouteShorthandOptions } from 'fastify'
 import type { CometEngine } from './engines/engine.js'
+import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from './engines/defaults.js'
 import { errors } from './errors.js'
-import { invalid, positiveInteger, positiveNumber } from './option-checks.js'
+import { invalid, positiveInteger, positiveNumber } from './validate.js'
 import { resolvePresenceOptions, type PresenceOptions, type ResolvedPresenceOptions } from './presence/options.js'
 
 /**
@@ -181,15 +182,9 @@ export interface ResolvedCometOptions {
   presence: ResolvedPresenceOptions | undefined
 }
 
-// Where the engines' options have always found them.
-export { invalid, positiveInteger, positiveNumber } from './option-checks.js'
-
 export const defaultPrefix = '/comet'
 export const defaultTries = 20
 export const defaultSleep = 2
-export const defaultHistorySize = 100
-export const defaultHistoryTtl = 300
-export const defaultHistoryChannels = 100_000
 export const defaultMaxChannels = 32
 export const defaultMaxPayload = 65536
 export const defaultMaxPending = Infinity

@@ -2,8 +2,9 @@
 // prom-client registry. Every value is read from `stats()` when the registry is scraped, so the
 // helper adds nothing to the work of a poll or a publish. prom-client is an optional peer
 // dependency: only this module loads it.
-import { Counter, Gauge, Histogram, register as globalRegistry, type Aggregator, type MetricType, type Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, register as globalRegistry, type Aggregator, type Metric, type MetricType, type Registry } from 'prom-client'
 import type { EngineHealth } from './engines/engine.js'
+import { errors } from './errors.js'
 import type { CometStats } from './metrics.js'
 
 export interface CometPrometheusOptions {
@@ -19,6 +20,11 @@ export interface CometPrometheusOptions {
   prefix?: string
 }
 
+/** The metric that registerCometMetrics() registers first, by which it knows a registry has them. */
+const firstMetric = 'waiting_polls'
+/** Which fastify.comet each first metric reports: a registry.clear() drops the metric, and this with it. */
+const registeredFor = new WeakMap<Metric, CometStatsSource>()
+
 /** What the helper needs of `fastify.comet`. */
 export interface CometStatsSource {
   stats (): CometStats
@@ -30,6 +36,12 @@ export interface CometStatsSource {
  * are registered when the engine reports its health (an engine backed by a server).
  */
 export function registerCometMetrics (comet: CometStatsSource, { registry = globalRegistry, prefix = 'comet_' }: CometPrometheusOptions = {}): void {
+  // Twice for one fastify.comet on one registry is harmless: the metrics are there already. For
+  // another instance it is refused: keeping the first's metrics, or moving them to the second,
+  // would silently report an instance that is not the one asked for.
+  const present = registry.getSingleMetric(prefix + firstMetric)
+  if (present !== undefined && registeredFor.get(present) === comet) return
+  if (present !== undefined) throw new errors.FST_COMET_METRICS_ALREADY_REGISTERED(prefix + firstMetric)
   const registers = [registry]
   // One stats() per scrape, however many metrics read it.
   let scraped: CometStats | undefined
@@ -64,7 +76,8 @@ export function registerCometMetrics (comet: CometStatsSource, { registry = glob
     })
   }
 
-  gauge('waiting_polls', 'Long-polls waiting right now.', s => s.pending)
+  gauge(firstMetric, 'Long-polls waiting right now.', s => s.pending)
+  registeredFor.set(registry.getSingleMetric(prefix + firstMetric) as Metric, comet)
   gauge('channels', 'Channels the engine holds state for.', s => s.channels)
   counter('events_published_total', 'Events published through this instance.', s => s.published)
   counter('events_delivered_total', 'Events handed to polls, once per poll that received them.', s => s.delivered)

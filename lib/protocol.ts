@@ -1,26 +1,12 @@
 // The wire protocol, apart from HTTP plumbing: what a channel name and a cursor may be, how a
-// subscribe names its channels, and the JSON a poll is answered with. README.md documents it.
+// subscribe names its channels, and the JSON a poll is answered with. README.md documents it. What
+// the browser client shares of it (the channel-name rule, cursor values, a reply's shape) is in
+// wire-format.ts, which imports nothing, so that the client is bundled without server code.
 import type { ChannelBacklog, ReadPosition } from './engines/engine.js'
 import { fromNow, fromOldest } from './engines/engine.js'
+import { cursorAllHeld, cursorFromNow } from './wire-format.js'
 
-/** 1 to 128 characters that need no escaping in a query string or JSON. */
-export const channelNameChars = '[A-Za-z0-9_.:@-]{1,128}'
-export const channelNamePattern = `^${channelNameChars}$`
-const channelNameRegExp = new RegExp(channelNamePattern)
-
-/** Cursors are opaque to clients but always URL-safe, so they go into a query string as they are. */
-export const cursorPattern = '^[A-Za-z0-9_.~-]{0,64}$'
-
-/** A subscribe key in the PHP original's form: subscribed[<channel>]. */
-export const subscribedKeyPattern = '^subscribed\\[(.*)\\]$'
-
-/** The cursor values a client sends instead of a cursor the server returned. */
-export const cursorFromNow = ['', '0']
-export const cursorAllHeld = 'all'
-
-export function isChannelName (value: unknown): value is string {
-  return typeof value === 'string' && channelNameRegExp.test(value)
-}
+export { channelNameChars, channelNamePattern, cursorAllHeld, cursorFromNow, cursorPattern, isChannelName, subscribedKeyPattern } from './wire-format.js'
 
 /** The channels a subscribe names, each once, in order, and where to read each from. */
 export interface Subscription {

@@ -5,8 +5,8 @@ import type { ChannelBacklog, ReadPosition, StoredEvent } from './engines/engine
 import { fromOldest } from './engines/engine.js'
 import { cursorAllHeld } from './protocol.js'
 
-/** `{"id":"…","data":…},` around each event's id and data. */
-const eventFraming = 16
+/** `{"id":"…","data":…},` around each event's id and data: 7 + 9 + 1 + 1 bytes. */
+const eventFraming = 18
 
 /**
  * The backlogs cut at `maxBytes` of events, in channel order; the first event always goes, however

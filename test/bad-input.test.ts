@@ -29,7 +29,8 @@ const badSubscribes: Array<[string, string, number, string]> = [
   ['a cursor with characters outside the URL-safe set', 'subscribed[room]=%24%7B%7D', 400, 'FST_COMET_INVALID_CURSOR'],
   ['a cursor of 65 characters', `subscribed[room]=${'a'.repeat(65)}`, 400, 'FST_COMET_INVALID_CURSOR'],
   ['a cursor this kind of server never gives', 'subscribed[room]=not-a-cursor', 400, 'FST_COMET_INVALID_CURSOR'],
-  ['the same channel twice', 'subscribed[room]=0&subscribed[room]=all', 400, 'FST_ERR_VALIDATION'],
+  ['the same channel twice', 'subscribed[room]=0&subscribed[room]=all', 400, 'FST_COMET_DUPLICATE_CHANNEL'],
+  ['the same channel three times, one cursor bad', 'subscribed[room]=0&subscribed[room]=%24&subscribed[room]=all', 400, 'FST_COMET_DUPLICATE_CHANNEL'],
   ['more channels than maxChannels', subscribeQuery({ a: '0', b: '0', c: '0', d: '0' }), 400, 'FST_COMET_TOO_MANY_CHANNELS'],
   ['subscribed as a plain value', 'subscribed=room', 400, 'FST_ERR_VALIDATION'],
   ['wait other than 0 or 1', 'subscribed[room]=0&wait=no', 400, 'FST_ERR_VALIDATION']
@@ -61,14 +62,38 @@ t.test('error messages say what is wrong and how to fix it', async t => {
   t.match((await app.inject(`/comet/subscribe?${subscribeQuery({ a: '', b: '', c: '', d: '' })}`)).json(), {
     message: /names 4 channels, more than maxChannels \(3\)/
   })
+  // Regression: this said "querystring/subscribed[a] must be string".
+  t.match((await app.inject('/comet/subscribe?subscribed[a]=1&subscribed[a]=2')).json(), {
+    message: 'fastify-comet: a subscribe names channel "a" more than once; send each channel once, as subscribed[<channel>]=<cursor> with the cursor of its last answer'
+  })
+  // Regression: this said "invalid channel name in the publish URL".
+  t.match((await app.inject({ method: 'POST', url: '/comet/publish' })).json(), {
+    message: 'fastify-comet: a publish names no channel; put it in the path, POST /comet/publish/<channel>, or in the query string, POST /comet/publish?channel=<channel>'
+  })
+})
+
+t.test('a channel named twice in the nested form (a query-string parser such as qs) gets 400 FST_COMET_DUPLICATE_CHANNEL', async t => {
+  const app = Fastify({ routerOptions: { querystringParser: () => ({ subscribed: { room: ['0', 'all'] } }) } })
+  t.teardown(() => app.close())
+  await app.register(comet)
+  const response = await app.inject('/comet/subscribe?subscribed[room]=0&subscribed[room]=all')
+  t.match([response.statusCode, response.json()], [400, { code: 'FST_COMET_DUPLICATE_CHANNEL', message: /channel "room" more than once/ }])
+})
+
+t.test('the publish error names the prefix where the channel goes', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet, { prefix: '/live' })
+  t.match((await app.inject({ method: 'POST', url: '/live/publish' })).json(), { code: 'FST_COMET_NO_PUBLISH_CHANNEL', message: /POST \/live\/publish\/<channel>, or in the query string, POST \/live\/publish\?channel=<channel>/ })
 })
 
 const badPublishes: Array<[string, { url: string, headers?: Record<string, string>, payload?: string | Buffer }, number, string]> = [
   ['a channel name with a space', { url: '/comet/publish/a%20b' }, 400, 'FST_COMET_INVALID_CHANNEL'],
   ['a channel name with an encoded slash', { url: '/comet/publish/a%2Fb' }, 400, 'FST_COMET_INVALID_CHANNEL'],
-  ['an empty channel name', { url: '/comet/publish/' }, 400, 'FST_COMET_INVALID_CHANNEL'],
+  ['an empty channel name', { url: '/comet/publish/' }, 400, 'FST_COMET_NO_PUBLISH_CHANNEL'],
   ['a channel name of 129 characters', { url: `/comet/publish/${'x'.repeat(129)}` }, 400, 'FST_COMET_INVALID_CHANNEL'],
-  ['no channel in the query form', { url: '/comet/publish' }, 400, 'FST_COMET_INVALID_CHANNEL'],
+  ['no channel in the query form', { url: '/comet/publish' }, 400, 'FST_COMET_NO_PUBLISH_CHANNEL'],
+  ['an empty channel in the query form', { url: '/comet/publish?channel=' }, 400, 'FST_COMET_NO_PUBLISH_CHANNEL'],
   ['a bad channel in the query form', { url: '/comet/publish?channel=a%20b' }, 400, 'FST_COMET_INVALID_CHANNEL'],
   ['a body over maxPayload', { url: '/comet/publish/room', headers: { 'content-type': 'application/json' }, payload: JSON.stringify('x'.repeat(200)) }, 413, 'FST_ERR_CTP_BODY_TOO_LARGE'],
   ['text that is over maxPayload once it is JSON', { url: '/comet/publish/room', headers: { 'content-type': 'text/plain' }, payload: '"'.repeat(60) }, 413, 'FST_COMET_PAYLOAD_TOO_LARGE'],

@@ -198,3 +198,58 @@ t.test('a hang-up while the answer to a publish is being read, and then the read
   t.same(heard, [], 'no answer and no failure for a client that is gone')
   t.same(counters(bus.stats()), countersWith({ channels: 1, published: 1, hangUps: 1 }))
 })
+
+/** A memory engine that can wake a channel's watchers with nothing new, as the Redis engine's heal may. */
+class NudgingEngine extends MemoryEngine {
+  readonly #watchers = new Map<string, Set<ChannelWatcher>>()
+
+  override watch (channel: string, watcher: ChannelWatcher): void {
+    super.watch(channel, watcher)
+    let watchers = this.#watchers.get(channel)
+    if (watchers === undefined) this.#watchers.set(channel, watchers = new Set())
+    watchers.add(watcher)
+  }
+
+  override unwatch (channel: string, watcher: ChannelWatcher): void {
+    super.unwatch(channel, watcher)
+    this.#watchers.get(channel)?.delete(watcher)
+  }
+
+  nudge (channel: string): void {
+    for (const watcher of [...this.#watchers.get(channel) ?? []]) watcher.notify(channel)
+  }
+}
+
+t.test('a read shared by the polls one wake-up woke is not reused by a later publish at the same cursor', async t => {
+  // A clock that stands still: the cursor at "now" stays the same string.
+  const engine = new NudgingEngine({ now: () => 1_700_000_000_000 })
+  t.teardown(() => engine.close())
+  const bus = new CometBus(engine, { pollTimeoutMs: 30_000, maxPending: Infinity, batchSize: 100, maxPayload: 1000 })
+  t.teardown(() => bus.close())
+  const first = bus.poll(subscription('room'))
+  engine.nudge('room')
+  const { p: { room: cursor } } = JSON.parse(await first.reply) as { p: { room: string } }
+  const second = bus.poll(new Map([['room', cursor]]))
+  t.equal(bus.stats().pending, 1, 'waits at the cursor the wake-up read from')
+  const { id } = await bus.publish('room', 'news')
+  t.same(JSON.parse(await within(second.reply, 1000, 'the second poll')).m, { room: [{ id, data: 'news' }] }, 'a fresh read finds the event')
+})
+
+t.test('no expiry timer is left once the last waiting poll leaves, by hang-up or answer', async t => {
+  const engine = new MemoryEngine()
+  t.teardown(() => engine.close())
+  const bus = new CometBus(engine, { pollTimeoutMs: 30_000, maxPending: Infinity, batchSize: 100, maxPayload: 1000 })
+  t.teardown(() => bus.close())
+  const timers = (): number => process.getActiveResourcesInfo().filter(resource => resource === 'Timeout').length
+  const before = timers()
+  const hangingUp = bus.poll(subscription('a'))
+  const answered = bus.poll(subscription('b'))
+  t.equal(timers(), before + 1, 'one timer for every waiting poll')
+  hangingUp.cancel()
+  t.equal(timers(), before + 1, 'kept while a poll still waits')
+  await bus.publish('b', 1)
+  await answered.reply
+  t.equal(timers(), before, 'none once no poll waits')
+  bus.poll(subscription('c')).cancel()
+  t.equal(timers(), before, 'none after a poll that waited alone hung up')
+})

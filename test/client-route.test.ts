@@ -103,6 +103,17 @@ t.test('the script is sent compressed when the client accepts it, with Vary: Acc
   t.equal(etags.size, 3, 'each coding has a tag of its own')
 })
 
+t.test('an explicit q=0 forbids its coding even beside *', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet)
+  const encodingFor = async (acceptEncoding: string): Promise<string | undefined> =>
+    (await app.inject({ url: '/comet/client.js', headers: { 'accept-encoding': acceptEncoding } })).headers['content-encoding'] as string | undefined
+  t.equal(await encodingFor('br;q=0, *'), 'gzip', 'br is refused, anything else is welcome')
+  t.equal(await encodingFor('*, br;q=0'), 'gzip', 'whatever the order')
+  t.equal(await encodingFor('br;q=0, gzip;q=0, *'), undefined, 'both refused: the script as it is')
+})
+
 t.test('the script follows the prefix, and serveClient: false leaves it out', async t => {
   const app = Fastify()
   t.teardown(() => app.close())
@@ -128,7 +139,8 @@ t.test('an installed package serves the compiled client that sits beside the plu
 
   await rm(join(directory, 'client.js'))
   await writeFile(join(directory, 'client.ts'), 'export const answer: number = 42\n')
-  t.equal((await loadClientScript(where)).trim(), 'export const answer = 42;', 'a checkout compiles the TypeScript source')
+  const bundled = await loadClientScript(where)
+  t.equal((await import(`data:text/javascript,${encodeURIComponent(bundled)}`) as { answer: unknown }).answer, 42, 'a checkout bundles the TypeScript source')
 
   await rm(join(directory, 'client.ts'))
   await t.rejects(loadClientScript(where), { code: 'FST_COMET_CLIENT_MISSING', message: /the browser client is not in .*comet-client-.*; reinstall fastify-comet, or set serveClient: false/ })
@@ -145,7 +157,8 @@ t.test('a checkout compiles the client without keeping the TypeScript compiler i
     import { loadClientScript } from ${JSON.stringify(pathToFileURL(join(repoRoot, 'lib/http/client-route.ts')).href)}
     const compiled = await loadClientScript(new URL('lib/client/', ${JSON.stringify(pathToFileURL(`${repoRoot}/`).href)}))
     const loaded = Object.keys(createRequire(import.meta.url).cache).filter(path => /[\\/]typescript[\\/]/.test(path))
-    console.log(JSON.stringify({ compiled: compiled.includes('class CometClient'), loaded }))`
+    const { CometClient } = await import('data:text/javascript,' + encodeURIComponent(compiled))
+    console.log(JSON.stringify({ compiled: typeof CometClient === 'function', loaded }))`
   const { stdout } = await promisify(execFile)(...outsideTap(process.execPath, ['--import=tsx', '--input-type=module', '-e', script]), { cwd: repoRoot })
-  t.same(JSON.parse(stdout), { compiled: true, loaded: [] }, 'compiled in a worker thread, whose heap goes with it')
+  t.same(JSON.parse(stdout), { compiled: true, loaded: [] }, 'bundled by esbuild, in a process of its own')
 })

@@ -2,6 +2,7 @@
 // server: a fake lock manager and BroadcastChannel stand in for the browser's, so that a tab can be
 // crashed (its locks released, its messages and requests cut off) or frozen (nothing in or out
 // until it thaws) at will. The browser itself is tested in browser-tabs.test.ts.
+import { mock } from 'node:test'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { CometClient, type CometBroadcastChannel, type CometClientOptions, type CometLocks, type CometSharing } from '../lib/client/client.js'
@@ -454,7 +455,17 @@ t.test('an error answer reaches the followers with its code and status', async t
   listen(b.client, 'room')
   await eventually(() => b.errors.length > 0)
   t.match(b.errors[0], { name: 'CometClientError', code: 'FST_COMET_FORBIDDEN', statusCode: 403 })
-  t.equal(b.client.state, 'reconnecting')
+  t.equal(b.client.state, 'refused')
+})
+
+t.test('a refusal rejects ready in every tab that shares the poll, the leader\'s and the followers\'', async t => {
+  const { origin } = await serve(t, { authorizeSubscribe: () => false })
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const refused = { code: 'FST_COMET_CLIENT_REFUSED', statusCode: 403, cause: { code: 'FST_COMET_FORBIDDEN' } }
+  await t.rejects(listen(a.client, 'room').ready, refused)
+  await t.rejects(listen(b.client, 'room').ready, refused)
+  t.same([a.client.state, b.client.state], ['refused', 'refused'])
 })
 
 t.test('a tab that cannot place an answer (a cursor it never passed) asks the leader to poll from its own cursor', async t => {
@@ -562,6 +573,54 @@ t.test('answers that come out of order are placed in order', async t => {
   await eventually(() => aRoom.data.length === 3)
   t.same(aRoom.data, [1, 'first', 'second'])
   t.same(a.gaps, [['room']])
+})
+
+t.test('an empty answer from an older cursor, passed on late, does not move a tab\'s cursor back', async t => {
+  const { app, origin } = await serve(t)
+  const { browser, aRoom, bRoom } = await twoTabsInRoom(t, origin)
+  const channel = forgedChannel(t, browser, origin)
+  const withEvents: Array<{ from: string | null, p: string }> = []
+  const heres: Array<{ channels: Array<{ c: string, cursor: string | undefined }> }> = []
+  channel.addEventListener('message', ({ data }) => {
+    const message = data as { t: string, items?: Array<{ c: string, from: string | null, m: unknown[], p: string }> }
+    const room = message.items?.find(item => item.c === 'room' && item.m.length > 0)
+    if (message.t === 'reply' && room !== undefined) withEvents.push(room)
+    if (message.t === 'here') heres.push(data as typeof heres[number])
+  })
+  for (const n of [1, 2]) {
+    await app.comet.publish('room', n)
+    await eventually(() => aRoom.data.length === n && bRoom.data.length === n && withEvents.length === n)
+  }
+  const { from: older, p: head } = withEvents[1] as { from: string, p: string }
+  // The answer to a poll from the cursor before event 2 that timed out before it came, passed on
+  // after the answer that brought it (by a leader that was frozen meanwhile).
+  channel.postMessage({ t: 'reply', from: 'stale', items: [{ c: 'room', from: older, m: [], p: older, gap: false }] })
+  // A new leader asks every tab for its channels and cursors.
+  channel.postMessage({ t: 'lead', from: 'forger' })
+  await eventually(() => heres.length === 2)
+  t.same(heres.map(here => here.channels.find(({ c }) => c === 'room')?.cursor), [head, head], 'both tabs are still after event 2')
+})
+
+t.test('followers honour a live leader\'s beats: in quiet seconds nobody steals the lead', async t => {
+  const { app, origin } = await serve(t)
+  // node:test's fake clock for the tabs' beats and silences; the server's timers stay real.
+  mock.timers.enable({ apis: ['setInterval', 'Date'], now: Date.now() })
+  t.teardown(() => { mock.timers.reset() })
+  const { browser, aRoom } = await twoTabsInRoom(t, origin)
+  const channel = forgedChannel(t, browser, origin)
+  const heard: string[] = []
+  channel.addEventListener('message', ({ data }) => { heard.push((data as { t: string }).t) })
+  for (let second = 1; second <= 8; second++) {
+    mock.timers.tick(1000)
+    // The beats cross the channel on later turns of the event loop.
+    for (let turn = 0; turn < 5; turn++) await new Promise(resolve => setImmediate(resolve))
+  }
+  t.ok(heard.filter(type => type === 'beat').length >= 8, 'the leader beat every second')
+  t.same(heard.filter(type => type === 'lead' || type === 'ping'), [], 'no follower took the lead, nor asked whether the leader lives')
+  t.equal(app.comet.stats().pending, 1, 'one poll, the leader\'s')
+  await app.comet.publish('room', 'still here')
+  for (let turn = 0; turn < 100 && aRoom.data.length === 0; turn++) await new Promise(resolve => setTimeout(resolve, 5))
+  t.same(aRoom.data, ['still here'])
 })
 
 t.test('share: false, or no primitives (Node.js), gives each client a poll of its own', async t => {

@@ -83,10 +83,12 @@ t.test('a poll answered at once (wait=0) that gets no answer is aborted after th
 
 t.test('a server that does not say its wait gets no watchdog on waiting polls', async t => {
   const { origin, requests } = await silentServer(t, {})
-  const { client, errors } = clientOf(t, origin, 20)
+  // The margin is long enough for the first poll (wait=0) to be answered on a loaded machine, and
+  // the wait twice that: a watchdog on the waiting poll would have fired by then.
+  const { client, errors } = clientOf(t, origin, 300)
   await client.subscribe('room', () => {}).ready
   await eventually(() => requests.length === 2)
-  await new Promise(resolve => setTimeout(resolve, 150))
+  await new Promise(resolve => setTimeout(resolve, 600))
   t.same(errors, [])
   t.equal(requests.length, 2, 'the waiting poll is still waiting')
 })

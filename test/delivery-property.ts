@@ -79,11 +79,23 @@ interface ClientPlan {
 interface Scenario {
   channels: string[]
   clients: ClientPlan[]
-  /** Small batches make clients catch up over several replies. */
-  batchSize: number
+  /** Small batches, and a small maxReplyBytes, make clients catch up over several replies. */
+  limits: ServerLimits
   presence: boolean
   actions: Action[]
 }
+
+/** The plugin's limits on one reply, for the servers of a run. */
+export interface ServerLimits {
+  batchSize: number
+  maxReplyBytes: number
+}
+
+/**
+ * Text of 1 to 4 bytes per character (é, €, and 𝄞, which is two UTF-16 units) in the events, so
+ * that the byte bound of a reply is checked against what UTF-8 makes of them.
+ */
+const eventText = (n: number): string => (['', 'é', '€', '𝄞'][n % 4] as string).repeat(n % 7 * 10)
 
 // Channels and clients are drawn as small indices and resolved modulo the counts, so that every
 // part of a scenario shrinks independently and a counterexample reads with names.
@@ -101,6 +113,8 @@ const scenarios: fc.Arbitrary<Scenario> = fc.record({
   clients: fc.array(fc.record({ picks: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), from: fc.constantFrom('0', 'all'), loops: fc.boolean(), member: fc.constantFrom('m0', 'm1') }), { minLength: 1, maxLength: 3 }),
   batchSize: fc.constantFrom(100, 2, 1),
   presence: fc.boolean(),
+  // About one to three events in a reply, with their names and text.
+  maxReplyBytes: fc.constantFrom(1024 * 1024, 500),
   actions: fc.array(rawAction, { maxLength: MAX_ACTIONS, size: 'max' })
 }).map(raw => {
   const channel = (i: number): string => raw.channels[i % raw.channels.length] as string
@@ -108,7 +122,7 @@ const scenarios: fc.Arbitrary<Scenario> = fc.record({
   return {
     channels: raw.channels,
     clients: raw.clients.map(c => ({ channels: [...new Set(c.picks.map(channel))], from: c.from, loops: c.loops, member: c.member })),
-    batchSize: raw.batchSize,
+    limits: { batchSize: raw.batchSize, maxReplyBytes: raw.maxReplyBytes },
     presence: raw.presence,
     actions: raw.actions.map((a): Action => {
       switch (a.do) {
@@ -143,13 +157,15 @@ class Client {
   /** Whether a reply starts the next poll; set while the actions play, for clients that loop. */
   looping = false
   readonly #origins: readonly string[]
+  readonly #maxReplyBytes: number
   readonly #inFlight: Array<Promise<unknown>>
   readonly #headers: Record<string, string>
   /** Settles when the outstanding poll, if any, has been received or failed. */
   #settled: Promise<void> = Promise.resolve()
 
-  constructor (name: string, plan: ClientPlan, origins: readonly string[], inFlight: Array<Promise<unknown>>) {
+  constructor (name: string, plan: ClientPlan, origins: readonly string[], inFlight: Array<Promise<unknown>>, maxReplyBytes: number) {
     this.name = name
+    this.#maxReplyBytes = maxReplyBytes
     this.channels = plan.channels
     this.cursors = new Map(plan.channels.map(channel => [channel, plan.from]))
     for (const channel of plan.channels) this.received.set(channel, [])
@@ -229,6 +245,9 @@ class Client {
       if (body.k?.[channel] !== list[list.length - 1]?.id) problem(`"k" of ${JSON.stringify(channel)} is not its last event`)
       held.push(...list.map(event => event.data))
     }
+    // The events as sent, in UTF-8: within the bound, unless one event alone is larger.
+    const eventBytes = events.reduce((sum, [, list]) => sum + Buffer.byteLength(list.map(event => JSON.stringify(event)).join(',')), 0)
+    if (events.flatMap(([, list]) => list).length > 1 && eventBytes > this.#maxReplyBytes) problem(`${eventBytes} bytes of events, over maxReplyBytes (${this.#maxReplyBytes})`)
     this.gaps.push(...body.gap ?? [])
     for (const [channel, cursor] of Object.entries(body.p)) {
       if (this.cursors.has(channel)) this.cursors.set(channel, cursor)
@@ -238,18 +257,18 @@ class Client {
 
 // --- Playing a scenario ---------------------------------------------------------------------------
 
-/** The servers of one run, with the plugin registered with `batchSize`, all sharing their channels. */
+/** The servers of one run, with the plugin registered with the run's limits, all sharing their channels. */
 export interface RunServers {
   apps: readonly FastifyInstance[]
   origins: readonly string[]
   close (): Promise<void>
 }
 
-async function play (scenario: Scenario, makeServers: (batchSize: number, presence: boolean) => Promise<RunServers>): Promise<void> {
-  const { apps, origins, close } = await makeServers(scenario.batchSize, scenario.presence)
+async function play (scenario: Scenario, makeServers: (limits: ServerLimits, presence: boolean) => Promise<RunServers>): Promise<void> {
+  const { apps, origins, close } = await makeServers(scenario.limits, scenario.presence)
   const app = (server: number): FastifyInstance => apps[server % apps.length] as FastifyInstance
   const inFlight: Array<Promise<unknown>> = []
-  const clients = scenario.clients.map((plan, i) => new Client(`client ${i}`, plan, origins, inFlight))
+  const clients = scenario.clients.map((plan, i) => new Client(`client ${i}`, plan, origins, inFlight, scenario.limits.maxReplyBytes))
   /** Per channel, the data of every event published on it, in order. */
   const published = new Map<string, unknown[]>(scenario.channels.map(channel => [channel, []]))
   let count = 0
@@ -271,7 +290,7 @@ async function play (scenario: Scenario, makeServers: (batchSize: number, presen
     for (const action of scenario.actions) {
       switch (action.do) {
         case 'publish': {
-          const events = action.channels.map(channel => ({ channel, data: { n: ++count, on: channel } }))
+          const events = action.channels.map(channel => ({ channel, data: { n: ++count, on: channel, text: eventText(count) } }))
           await Promise.all(events.map(async ({ channel, data }) => {
             if (action.via === 'server') return app(action.server).comet.publish(channel, data)
             const reply = await publish(origins[action.server % origins.length] as string, channel, data)
@@ -352,13 +371,26 @@ function isDeepEqual (a: unknown, b: unknown): boolean {
 }
 
 /**
- * Checks the property over `numRuns` scenarios, each on fresh servers from `makeServers`.
- * `timeLimitMs` is a budget well inside tap's timeout: past it, runs and shrinks are skipped,
- * never cut short, so a slow machine runs fewer scenarios and a failure still reports its
- * smallest case so far.
+ * Checks the property over `numRuns` scenarios, each on fresh servers from `makeServers`, or as
+ * many as `timeLimitMs` allows: a budget well inside tap's timeout. The test says how many ran.
  */
-export function deliveryProperty (t: Test, name: string, makeServers: (batchSize: number, presence: boolean) => Promise<RunServers>, { numRuns, timeLimitMs }: { numRuns: number, timeLimitMs: number }): void {
-  t.test(`${name}: every client receives every event exactly once, in order, across timeouts, hang-ups and reconnects, and pages rebuild the member list from joins and leaves`, async () => {
-    await fc.assert(fc.asyncProperty(scenarios, scenario => play(scenario, makeServers)), { numRuns, skipAllAfterTimeLimit: timeLimitMs })
+export function deliveryProperty (t: Test, name: string, makeServers: (limits: ServerLimits, presence: boolean) => Promise<RunServers>, { numRuns, timeLimitMs }: { numRuns: number, timeLimitMs: number }): void {
+  t.test(`${name}: every client receives every event exactly once, in order, across timeouts, hang-ups and reconnects, and pages rebuild the member list from joins and leaves`, async t => {
+    const { ran, outOfTime } = await checkWithinTime(fc.asyncProperty(scenarios, scenario => play(scenario, makeServers)), { numRuns, timeLimitMs })
+    t.pass(`${ran} scenarios${outOfTime ? ` of ${numRuns}: the time limit of ${timeLimitMs / 1000} s was reached` : ''}`)
   })
+}
+
+/**
+ * Runs `property` `numRuns` times, or until `timeLimitMs` has passed, and throws fast-check's report
+ * of a failure. Past the limit, runs (and shrinks of a failure) are skipped, never cut short, so a
+ * slow machine runs fewer scenarios and a failure still reports its smallest case so far. fast-check
+ * counts skips as failures: the first skip, which only the time limit makes (the property has no
+ * preconditions), ends the check at once, and the scenarios that ran pass.
+ */
+export async function checkWithinTime<T> (property: fc.IAsyncProperty<T>, { numRuns, timeLimitMs }: { numRuns: number, timeLimitMs: number }): Promise<{ ran: number, outOfTime: boolean }> {
+  const details = await fc.check(property, { numRuns, skipAllAfterTimeLimit: timeLimitMs, maxSkipsPerRun: 0 })
+  const outOfTime = details.numSkips > 0 && details.counterexample === null
+  if (details.failed && !outOfTime) throw new Error(fc.defaultReportMessage(details), { cause: details.errorInstance })
+  return { ran: details.numRuns, outOfTime }
 }

@@ -108,6 +108,31 @@ t.test('polls one after another on a keep-alive connection all wait', async t =>
   t.notMatch(received(), /"s":0/, 'none was answered early')
 })
 
+t.test('many polls on one keep-alive connection add one close listener to its socket, not one each', async t => {
+  const served = await serve(t)
+  const { app } = served
+  const sockets: Socket[] = []
+  app.server.on('connection', (socket: Socket) => { sockets.push(socket) })
+  const { socket, received } = await rawConnection(t, served)
+  const answered = (): number => received().split('HTTP/1.1 200').length - 1
+  const atOnce = 'GET /comet/subscribe?subscribed[a]=0&wait=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+  socket.write(atOnce)
+  await eventually(() => answered() === 1)
+  const serverSocket = sockets[0] as Socket
+  const listeners = serverSocket.listenerCount('close')
+  for (let round = 2; round <= 30; round++) {
+    socket.write(atOnce)
+    await eventually(() => answered() === round)
+  }
+  t.equal(sockets.length, 1, 'one connection')
+  t.equal(serverSocket.listenerCount('close'), listeners, `${listeners} listeners after 1 poll and after 30`)
+  socket.write(subscribeRequest('a'))
+  await eventually(() => app.comet.stats().pending === 1)
+  socket.destroy()
+  await eventually(() => app.comet.stats().pending === 0, 1000)
+  t.equal(app.comet.stats().hangUps, 1, 'and the hang-up of the last is still seen')
+})
+
 t.test('maxPending: 50, 60 pipelined polls and a closed connection: new clients are not refused', async t => {
   // Regression: the queued polls outlived their connection, held maxPending, and new clients got 503.
   const served = await serve(t, { maxPending: 50 })

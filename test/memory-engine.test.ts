@@ -135,3 +135,47 @@ t.test('publishing on a closed engine is refused', async t => {
   await engine.close()
   await t.rejects(engine.publish('room', '1'), { code: 'FST_COMET_CLOSED' })
 })
+
+t.test('several events expired at once: the newest of them is remembered as lost, so a cursor before it gets a gap', async t => {
+  const clock = fakeClock()
+  const engine = engineFor(t, { historyTtl: 10, now: clock.now })
+  const first = await engine.publish('room', '1')
+  clock.advance(1_000)
+  await engine.publish('room', '2')
+  clock.advance(4_000)
+  await engine.publish('room', '3')
+  // 1 and 2 expire together; 3 is still held.
+  clock.advance(6_500)
+  const backlog = engine.read('room', first, 10)
+  t.same(backlog.events.map(e => e.json), ['3'])
+  t.equal(backlog.gap, true, '2 came after the cursor and is gone')
+})
+
+t.test('the newest event is a channel\'s "now" while younger than youngMs (1 s by default), not at exactly youngMs', async t => {
+  const clock = fakeClock()
+  const engine = engineFor(t, { now: clock.now })
+  const newest = await engine.publish('room', '1')
+  clock.advance(999)
+  t.equal(engine.read('room', fromNow, 10).next, newest, 'young: polls at "now" wait at the newest event')
+  clock.advance(1)
+  const now = engine.read('room', fromNow, 10).next
+  t.not(now, newest, 'at youngMs, a cursor at "now" of its own')
+  const next = await engine.publish('room', '2')
+  const after = engine.read('room', now, 10)
+  t.same([after.events.map(e => e.id), after.gap], [[next], false], 'and one that every later event comes after')
+})
+
+t.test('the read shared by clients caught up with the newest event ends with that event\'s youth', async t => {
+  const clock = fakeClock()
+  const engine = engineFor(t, { now: clock.now })
+  const newest = await engine.publish('room', '1')
+  clock.advance(500)
+  const young = engine.read('room', newest, 10)
+  t.same(young, { events: [], next: newest, gap: false })
+  t.equal(engine.read('room', newest, 10), young, 'one read for all the clients caught up')
+  clock.advance(500)
+  const old = engine.read('room', newest, 10)
+  t.same([old.events, old.gap], [[], false])
+  t.not(old.next, newest, 'past its youth, a fresh cursor at "now"')
+  t.equal(old.next, engine.read('room', fromNow, 10).next)
+})

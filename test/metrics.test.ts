@@ -181,3 +181,27 @@ t.test('each publish-to-answer time lands in the first bucket that holds it, the
   t.equal(countAt(5000), 3, 'the two of 3 s join it at 5 s')
   t.equal(countAt(Infinity), 4, 'and the one of 6 s is counted only in Infinity')
 })
+
+t.test('a publish-to-answer time exactly on a bucket bound is counted in that bucket (le is inclusive)', async t => {
+  const metrics = new CometMetrics()
+  for (const latencyMs of [0.5, 5, 5000]) metrics.onAnswer(['a'], 'events', 1, 0, latencyMs)
+  const { buckets } = metrics.stats(0, 0, undefined).publishToAnswerMs
+  const countAt = (le: number): number | undefined => buckets.find(b => b.le === le)?.count
+  t.equal(countAt(0.5), 1, '0.5 ms is at most 0.5 ms')
+  t.equal(countAt(2.5), 1)
+  t.equal(countAt(5), 2, '5 ms is at most 5 ms')
+  t.equal(countAt(2500), 2)
+  t.equal(countAt(5000), 3, 'and 5 s at most 5 s, not only in Infinity')
+})
+
+t.test('gaps are counted per channel: one reply with a gap on two channels counts two', async t => {
+  const other = new MemoryEngine()
+  t.teardown(() => other.close())
+  const foreign = await other.publish('room', '1')
+  const { app, origin } = await serve(t)
+  const answers = listen(t, diagnosticsChannels.answer)
+  const gapped = await poll(origin, { room: foreign, lobby: foreign, quiet: '0' })
+  t.same(gapped.body.gap, ['room', 'lobby'])
+  t.equal(app.comet.stats().gaps, 2)
+  t.match(answers, [{ reason: 'events', gaps: 2 }])
+})

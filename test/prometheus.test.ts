@@ -2,7 +2,7 @@
 // a Prometheus text-format parser, has every metric with its type, labels and value.
 import Fastify from 'fastify'
 import parsePrometheus, { type ParsedFamily } from 'parse-prometheus-text-format'
-import { AggregatorRegistry, Registry } from 'prom-client'
+import { AggregatorRegistry, Gauge, Registry } from 'prom-client'
 import t from 'tap'
 import comet, { MemoryEngine, type EngineHealth } from '../plugin.js'
 import { registerCometMetrics } from '../lib/prometheus.js'
@@ -148,4 +148,48 @@ t.test('without a registry, the metrics go to prom-client\'s global registry', a
   t.teardown(() => register.clear())
   const families = await scrape(register)
   t.equal(value(families, 'comet_waiting_polls'), 0)
+})
+
+t.test('registerCometMetrics twice for one fastify.comet on one registry changes nothing', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet)
+  const registry = new Registry()
+  registerCometMetrics(app.comet, { registry })
+  const once = await registry.metrics()
+  // Regression: this threw prom-client's "A metric with the name comet_waiting_polls has already been registered".
+  registerCometMetrics(app.comet, { registry })
+  t.equal(await registry.metrics(), once, 'the same metrics, each once')
+})
+
+t.test('registerCometMetrics for another fastify.comet on a registry that has its metrics: FST_COMET_METRICS_ALREADY_REGISTERED, saying what to do', async t => {
+  const [first, second] = [Fastify(), Fastify()]
+  for (const app of [first, second]) {
+    t.teardown(() => app.close())
+    await app.register(comet)
+  }
+  const registry = new Registry()
+  registerCometMetrics(first.comet, { registry })
+  t.throws(() => registerCometMetrics(second.comet, { registry }), {
+    code: 'FST_COMET_METRICS_ALREADY_REGISTERED',
+    message: /^fastify-comet: the registry has a metric named comet_waiting_polls already.*give each instance a prefix .* or a registry of its own, or remove the old instance's metrics \(registry.clear\(\)\)/
+  })
+
+  // Each of what the message advises works.
+  registerCometMetrics(second.comet, { registry, prefix: 'second_' })
+  await second.comet.publish('room', 1)
+  const families = await scrape(registry)
+  t.same([value(families, 'comet_events_published_total'), value(families, 'second_events_published_total')], [0, 1])
+  registry.clear()
+  registerCometMetrics(second.comet, { registry })
+  t.equal(value(await scrape(registry), 'comet_events_published_total'), 1, 'after registry.clear(), the new instance\'s')
+})
+
+t.test('registerCometMetrics on a registry with a metric of the user\'s of the same name: FST_COMET_METRICS_ALREADY_REGISTERED', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(comet)
+  const registry = new Registry()
+  registry.registerMetric(new Gauge({ name: 'comet_waiting_polls', help: 'mine', registers: [] }))
+  t.throws(() => registerCometMetrics(app.comet, { registry }), { code: 'FST_COMET_METRICS_ALREADY_REGISTERED' })
 })

@@ -1,5 +1,6 @@
 // The engine contract, and what is particular to the Redis engine (cursors, options, keys), on a
 // private redis-server.
+import { once } from 'node:events'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { fromNow, fromOldest, type ChannelWatcher } from '../plugin.js'
@@ -227,4 +228,157 @@ t.test('watching on a closed engine is refused', async t => {
   const engine = new RedisEngine({ redis: redis.url, keyPrefix: prefix() })
   await engine.close()
   await t.rejects(async () => engine.watch('room', recorder()), { code: 'FST_COMET_CLOSED' })
+})
+
+/**
+ * An engine on a client of the test's own, with its connections in the test's hands: the
+ * subscription connection drops when told and connects again only when let, and the reads a heal
+ * makes of a channel's top (the only reads from "now" for one event) can be held and are counted.
+ */
+async function engineInHand (t: Test) {
+  const client = new Redis(redis.url)
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  let subscriber: Redis | undefined
+  const duplicate = client.duplicate.bind(client)
+  client.duplicate = ((override?: Parameters<Redis['duplicate']>[0]) => (subscriber = duplicate(override))) as Redis['duplicate']
+
+  const commands = client as unknown as { evalsha: (...args: unknown[]) => Promise<unknown> }
+  const evalsha = commands.evalsha.bind(client)
+  let held: Promise<void> | undefined
+  const healReads = { started: 0, done: 0 }
+  commands.evalsha = async (...args: unknown[]) => {
+    // EVALSHA sha 2 <meta> <stream> <epoch> <detectDataLoss> <historyTtl> 'now' '' <limit>
+    if (args[7] !== 'now' || args[9] !== 1) return await evalsha(...args)
+    healReads.started++
+    const gate = held
+    held = undefined
+    await gate
+    const result = await evalsha(...args)
+    healReads.done++
+    return result
+  }
+
+  const engine = new RedisEngine({ redis: client, keyPrefix: prefix() })
+  t.teardown(() => engine.close())
+  await eventually(() => engine.health().connected)
+  // The scripts are in Redis's cache, so every read is one EVALSHA.
+  await engine.publish('warm-up', '0')
+  const connection = subscriber as Redis
+  let letConnect: (() => void) | undefined
+  const connect = connection.connect.bind(connection)
+  connection.connect = async () => {
+    await new Promise<void>(resolve => { letConnect = resolve })
+    await connect()
+  }
+
+  return {
+    engine,
+    healReads,
+    async dropSubscriber (): Promise<void> {
+      const closed = once(connection, 'close')
+      connection.stream.destroy()
+      await closed
+    },
+    async reconnectSubscriber (): Promise<void> {
+      await eventually(() => letConnect !== undefined)
+      const ready = once(connection, 'ready')
+      ;(letConnect as () => void)()
+      letConnect = undefined
+      await ready
+    },
+    /** Holds the next heal's read until the returned function is called. */
+    holdNextHealRead (): () => void {
+      let release: () => void = () => {}
+      held = new Promise(resolve => { release = resolve })
+      return release
+    },
+    /** Resolves once `count` heal reads have been answered and what follows them in the heal has run. */
+    async healReadsDone (count: number): Promise<void> {
+      await eventually(() => healReads.done >= count)
+      await new Promise(resolve => setImmediate(resolve))
+    }
+  }
+}
+
+t.test('the heal after a reconnection subscribes again: a publish after it reaches a watcher that waited through the drop', async t => {
+  const { engine, dropSubscriber, reconnectSubscriber, healReadsDone } = await engineInHand(t)
+  const watcher = recorder()
+  await engine.watch('room', watcher)
+  await engine.read('room', fromNow, 10)
+  await dropSubscriber()
+  await reconnectSubscriber()
+  await healReadsDone(1)
+  t.same(watcher.seen, [], 'the channel did not move: nobody woken')
+  await engine.publish('room', '1')
+  await eventually(() => watcher.seen.length === 1, 1000)
+  t.same(engine.health(), { connected: true, reconnections: 1, healedNotifications: 0 })
+})
+
+t.test('a drop during a heal leaves the heal to the next reconnection', async t => {
+  const { engine, dropSubscriber, reconnectSubscriber, holdNextHealRead, healReads, healReadsDone } = await engineInHand(t)
+  const watcher = recorder()
+  await engine.watch('room', watcher)
+  await engine.read('room', fromNow, 10)
+  const release = holdNextHealRead()
+  await dropSubscriber()
+  await reconnectSubscriber()
+  await eventually(() => healReads.started === 1)
+  await dropSubscriber()
+  release()
+  await healReadsDone(1)
+  t.same(watcher.seen, [], 'the first heal found the channel where it was')
+  // Nobody hears it: the subscription connection is down.
+  await engine.publish('room', 'during the second drop')
+  await reconnectSubscriber()
+  await eventually(() => watcher.seen.length === 1, 1000)
+  t.equal(engine.health().healedNotifications, 1, 'woken by the second heal')
+})
+
+t.test('two heals in a row: the second finds the top the first recorded, and wakes nobody', async t => {
+  const { engine, dropSubscriber, reconnectSubscriber, healReadsDone } = await engineInHand(t)
+  const watcher = recorder()
+  await engine.watch('room', watcher)
+  await engine.read('room', fromNow, 10)
+  await dropSubscriber()
+  await engine.publish('room', 'during the drop')
+  await reconnectSubscriber()
+  await healReadsDone(1)
+  t.same([watcher.seen, engine.health().healedNotifications], [['room'], 1], 'the first heal wakes the watcher')
+  await dropSubscriber()
+  await reconnectSubscriber()
+  await healReadsDone(2)
+  t.same([watcher.seen, engine.health().healedNotifications], [['room'], 1], 'nothing moved since')
+})
+
+t.test('the newest notification does not answer reads once the subscription dropped', async t => {
+  const { engine, dropSubscriber } = await engineInHand(t)
+  const watcher = recorder()
+  await engine.watch('room', watcher)
+  await engine.read('room', fromNow, 10)
+  const first = await engine.publish('room', '1')
+  await eventually(() => watcher.seen.length === 1)
+  t.same(engine.read('room', first, 10), { events: [], next: first, gap: false }, 'answered from the notification')
+  await dropSubscriber()
+  const second = await engine.publish('room', '2')
+  const read = engine.read('room', first, 10)
+  t.ok(read instanceof Promise, 'Redis is asked')
+  t.same((await read).events.map(e => e.id), [second], 'and has the event published during the drop')
+})
+
+t.test('an event of exactly 16 KiB of JSON travels in its notification; one byte more is read back', async t => {
+  const engine = engineFor(t)
+  const watcher = recorder()
+  await engine.watch('room', watcher)
+  const now = await engine.read('room', fromNow, 10)
+  const exactly = JSON.stringify('x'.repeat(16 * 1024 - 2))
+  const id = await engine.publish('room', exactly)
+  await eventually(() => watcher.seen.length === 1)
+  t.same(engine.read('room', now.next, 10), { events: [{ id, json: exactly }], next: id, gap: false }, 'answered synchronously')
+  const over = JSON.stringify('x'.repeat(16 * 1024 - 1))
+  const overId = await engine.publish('room', over)
+  await eventually(() => watcher.seen.length === 2)
+  const readBack = engine.read('room', id, 10)
+  t.ok(readBack instanceof Promise, 'the notification did not carry it')
+  t.same(await readBack, { events: [{ id: overId, json: over }], next: overId, gap: false })
 })

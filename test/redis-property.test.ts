@@ -11,12 +11,12 @@ import { startRedis } from './redis-server.js'
 const redis = await startRedis(t)
 let runs = 0
 
-deliveryProperty(t, 'two servers on one Redis', async (batchSize, presence) => {
+deliveryProperty(t, 'two servers on one Redis', async (limits, presence) => {
   // A key prefix per run: each run starts from empty channels.
   const keyPrefix = `run${runs++}:`
   const servers = await Promise.all([0, 1].map(async () => {
     const engine = new RedisEngine({ redis: redis.url, keyPrefix, historySize: HISTORY_SIZE })
-    const served = await serve(t, { tries: TRIES, sleep: SLEEP, batchSize, engine, ...(presence ? PRESENCE_OPTIONS : {}) })
+    const served = await serve(t, { tries: TRIES, sleep: SLEEP, ...limits, engine, ...(presence ? PRESENCE_OPTIONS : {}) })
     return { ...served, engine }
   }))
   return {

@@ -1,22 +1,24 @@
 // The Redis engine's subscriptions against a stand-in subscriber connection, for what a real
 // Redis makes a matter of timing: a connection that drops while a subscribe is under way, and a
 // notification that comes while a heal reads.
+import { mock } from 'node:test'
 import type { Redis } from 'ioredis'
 import t from 'tap'
 import { Subscriptions } from '../lib/engines/redis/subscriptions.js'
 
 /** Answers SSUBSCRIBE when told to, once the batch of subscribes has been sent. */
-function standIn (): { subscriber: Redis, acknowledge: () => Promise<void> } {
+function standIn (): { subscriber: Redis, acknowledge: () => Promise<void>, unsubscribed: string[] } {
   const waiting: Array<() => void> = []
+  const unsubscribed: string[] = []
   const subscriber = {
     ssubscribe: async () => new Promise<void>(resolve => waiting.push(resolve)),
-    sunsubscribe: async () => {}
+    sunsubscribe: async (...channels: string[]) => { unsubscribed.push(...channels) }
   } as unknown as Redis
   async function acknowledge (): Promise<void> {
     for (let turns = 0; waiting.length === 0 && turns < 100; turns++) await new Promise(resolve => setImmediate(resolve))
     for (const resolve of waiting.splice(0)) resolve()
   }
-  return { subscriber, acknowledge }
+  return { subscriber, acknowledge, unsubscribed }
 }
 
 const watcher = (seen: string[]) => ({ notify: (channel: string) => { seen.push(channel) } })
@@ -134,4 +136,26 @@ t.test('a drop before the batch is sent: an acknowledgement on the new connectio
   await acknowledge()
   await t.rejects(watching as Promise<void>, { code: 'FST_COMET_ENGINE_UNAVAILABLE', message: /the subscription connection dropped/ })
   subscriptions.close()
+})
+
+t.test('a watcher back within 1 s of the last one leaving keeps the subscription, and its notifications, past that second', async t => {
+  // node:test's fake timers: the second after the leave passes at once.
+  mock.timers.enable({ apis: ['setTimeout'] })
+  t.teardown(() => { mock.timers.reset() })
+  const { subscriber, acknowledge, unsubscribed } = standIn()
+  const subscriptions = new Subscriptions(subscriber, 'p:', 1000, () => {})
+  t.teardown(() => { subscriptions.close() })
+  const leaving = watcher([])
+  const watching = subscriptions.watch('room', leaving)
+  await acknowledge()
+  await watching
+  subscriptions.unwatch('room', leaving)
+  mock.timers.tick(500)
+  const seen: string[] = []
+  t.equal(subscriptions.watch('room', watcher(seen)), undefined, 'the subscription is still there')
+  mock.timers.tick(2000)
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(unsubscribed, [], 'no SUNSUBSCRIBE')
+  subscriptions.onMessage('p:{room}:n', 'AAAAAAAAAAAA.1 AAAAAAAAAAAA.2 "two"')
+  t.same(seen, ['room'], 'the watcher is told of a publish')
 })

@@ -2,7 +2,7 @@
 // poll, with nothing lost or repeated.
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import comet, { type CometOptions } from '../plugin.js'
+import comet, { MemoryEngine, type CometOptions } from '../plugin.js'
 import { subscribeQuery, type PollReply } from './helpers.js'
 
 async function app (t: Test, options: CometOptions): Promise<FastifyInstance> {
@@ -99,7 +99,8 @@ t.test('a gap on a channel none of whose events fit is reported once, with those
 
 t.test('a waiting poll woken by a publish bigger than the bound still gets it', async t => {
   const fastify = await app(t, { maxReplyBytes: 100, tries: 20, sleep: 1 })
-  const { body } = await subscribe(fastify, { a: '0', b: '0' })
+  // wait=0: the cursors at "now" at once, not after the 20 s this server lets a poll wait.
+  const body = (await fastify.inject(`/comet/subscribe?${subscribeQuery({ a: '0', b: '0' })}&wait=0`)).json<PollReply>()
   const waiting = subscribe(fastify, body.p)
   await new Promise(resolve => setImmediate(resolve))
   await fastify.comet.publish('a', 'x'.repeat(300))
@@ -110,4 +111,42 @@ t.test('maxReplyBytes must be a positive integer', async t => {
   const fastify = Fastify()
   t.teardown(() => fastify.close())
   await t.rejects(async () => { await fastify.register(comet, { maxReplyBytes: 0 }) }, { code: 'FST_COMET_INVALID_OPTION', message: /option "maxReplyBytes" must be a positive integer/ })
+})
+
+t.test('a gapped channel cut short after some of its events reports its gap with them', async t => {
+  // About 440 bytes for each event as it is sent: two fit in a reply, the third waits.
+  const fastify = await app(t, { maxReplyBytes: 1000 })
+  for (const n of [1, 2, 3]) await fastify.comet.publish('restarted', String(n).repeat(400))
+  const otherInstance = 'AAAAAAAA.mwra2dyh.1'
+  const replies = await drain(fastify, { restarted: otherInstance })
+  t.same(replies.map(r => r.m?.restarted?.length), [2, 1])
+  t.same(replies.map(r => r.gap), [['restarted'], undefined], 'the gap comes with the first events, once')
+})
+
+t.test('a reply of three-byte characters stays within maxReplyBytes', async t => {
+  // 170 "€" are 170 UTF-16 units and 510 bytes of UTF-8: two such events are over 1000 bytes, though
+  // two bytes per unit would make them look well within it.
+  const fastify = await app(t, { maxReplyBytes: 1000 })
+  const euros = '€'.repeat(170)
+  await fastify.comet.publish('room', euros)
+  await fastify.comet.publish('room', euros)
+  const replies = await drain(fastify, { room: 'all' })
+  for (const reply of replies) {
+    const bytes = Buffer.byteLength(Object.values(reply.m ?? {}).flat().map(e => JSON.stringify(e)).join(','))
+    t.ok(bytes <= 1000, `${bytes} bytes of events`)
+  }
+  t.same(received(replies), { room: [euros, euros] })
+})
+
+t.test('the bound counts each event as it is sent, with its braces, names and comma', async t => {
+  // Regression: 16 bytes were counted around each event, 18 are sent, and a reply went over the bound.
+  const engine = new MemoryEngine()
+  t.teardown(() => engine.close())
+  const unbounded = await app(t, { engine })
+  for (const n of [1, 2, 3]) await unbounded.comet.publish('room', String(n).repeat(100))
+  const whole = await subscribe(unbounded, { room: 'all' })
+  const sent = Buffer.byteLength((whole.body.m?.room ?? []).map(e => JSON.stringify(e)).join(','))
+  const bounded = await app(t, { engine, maxReplyBytes: sent - 1 })
+  const cut = await subscribe(bounded, { room: 'all' })
+  t.same(cut.body.m?.room?.map(e => e.data), ['1'.repeat(100), '2'.repeat(100)], `three events are ${sent} bytes: two go`)
 })

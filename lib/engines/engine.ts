@@ -61,11 +61,25 @@ export interface CometEngine {
    */
   health? (): EngineHealth
   /**
+   * Starts telling a logger what the server's log must show of the engine's connection to its
+   * store: that it cannot connect at start, that the connection is lost, that it is back. Once per
+   * change, and at once if it is down when attached. Returns how to stop. The plugin attaches
+   * `fastify.log` when it registers and stops at close; each server on one engine gets each line.
+   * Engines that live in the process (MemoryEngine) leave it out.
+   */
+  attachLogger? (logger: EngineLogger): () => void
+  /**
    * Where the members of channels live, for the `presence` option (lib/presence/store.ts): their
    * joins and leaves are events of this engine, on `<channel>@presence`. An engine without it
    * cannot be used with `presence`.
    */
   presenceStore? (options: PresenceStoreOptions): PresenceStore
+}
+
+/** What an engine needs of a logger; `fastify.log` (pino) is one. */
+export interface EngineLogger {
+  error (fields: object, message: string): void
+  info (fields: object, message: string): void
 }
 
 /** What an engine backed by a server (Redis) reports of its connection. */

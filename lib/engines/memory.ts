@@ -4,7 +4,7 @@ import { getHeapStatistics } from 'node:v8'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition, StoredEvent } from './engine.js'
 import { fromNow, fromOldest } from './engine.js'
 import { errors } from '../errors.js'
-import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from '../options.js'
+import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from './defaults.js'
 import { MemoryPresenceStore } from '../presence/memory-store.js'
 import type { PresenceStore } from '../presence/store.js'
 

@@ -1,12 +1,11 @@
-// Serves the client (lib/client/client.ts) at {prefix}/client.js as one ES module, so that a page can
-// import it without a build step.
+// Serves the client (lib/client/, bundled) at {prefix}/client.js as one ES module, so that a page
+// can import it without a build step.
 import { createHash } from 'node:crypto'
-import { once } from 'node:events'
-import { readFile } from 'node:fs/promises'
+import { access, readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
 import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib'
 import type { FastifyInstance } from 'fastify'
+import { bundleClient } from '../client-bundle.js'
 import { errors } from '../errors.js'
 import type { ResolvedCometOptions } from '../options.js'
 import { routeSchema } from './route-options.js'
@@ -74,43 +73,23 @@ function noneMatch (ifNoneMatch: string | undefined, etag: string): boolean {
 let defaultRepresentations: Promise<Representation[]> | undefined
 
 /**
- * The client as a browser loads it. An installed package has it compiled, next to this module; a
- * checkout of the repository runs from TypeScript, so it is compiled here, with the TypeScript
- * compiler that a checkout has among its devDependencies.
+ * The client as a browser loads it: one ES module. An installed package has it bundled, next to
+ * this module; a checkout of the repository runs from TypeScript, so it is bundled here, with the
+ * esbuild that a checkout has among its devDependencies.
  */
 export async function loadClientScript (directory: URL): Promise<string> {
   try {
-    const compiled = await readFile(new URL('client.js', directory), 'utf8')
+    const bundled = await readFile(new URL('client.js', directory), 'utf8')
     // The source map is not served.
-    return compiled.replace(/^\/\/# sourceMappingURL=.*$/m, '')
+    return bundled.replace(/^\/\/# sourceMappingURL=.*$/m, '')
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
   }
-  let source: string
+  const entry = new URL('client.ts', directory)
   try {
-    source = await readFile(new URL('client.ts', directory), 'utf8')
+    await access(entry)
   } catch {
     throw new errors.FST_COMET_CLIENT_MISSING(fileURLToPath(directory))
   }
-  return transpileInWorker(source)
-}
-
-// The TypeScript compiler takes about 30 MB of heap, and as much outside it, that a module once
-// imported never gives back: the process would carry it for good, and its garbage collector the
-// extra heap (it made the benchmark's server look costlier than it is). A worker thread's heap
-// goes when the worker does.
-const transpilerSource = `
-const { parentPort, workerData } = require('node:worker_threads')
-const ts = require(workerData.typescript)
-const compilerOptions = { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext }
-parentPort.postMessage(ts.transpileModule(workerData.source, { compilerOptions }).outputText)
-`
-
-async function transpileInWorker (source: string): Promise<string> {
-  const typescript = fileURLToPath(import.meta.resolve('typescript'))
-  // No loader of the parent's (tsx, tap's): the worker runs plain JavaScript.
-  const worker = new Worker(transpilerSource, { eval: true, execArgv: [], workerData: { source, typescript } })
-  const [output] = await once(worker, 'message') as [string]
-  await worker.terminate()
-  return output
+  return await bundleClient(fileURLToPath(entry))
 }

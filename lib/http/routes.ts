@@ -2,7 +2,7 @@
 // limits, authorization) and hand over to the bus.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import type { CometBus, PollAnswerer } from '../bus.js'
-import { errors } from '../errors.js'
+import { errors, type RetryAfterHeaders } from '../errors.js'
 import type { CometMetrics } from '../metrics.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import type { Presence } from '../presence/presence.js'
@@ -28,7 +28,7 @@ interface PublishRoute {
 }
 
 export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, options, presence }: CometRoutesOptions): Promise<void> {
-  const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, retryAfterSeconds, routeOptions, schemaHide } = options
+  const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, routeOptions, schemaHide } = options
   // Every subscribe answer says how long the server lets a poll wait, in seconds: a client gives up
   // on a poll whose connection died silently once that, plus a margin, has passed.
   const cometWait = String(options.pollTimeoutMs / 1000)
@@ -39,9 +39,13 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   // (A hook on every request would cost each poll a step of Fastify's hook runner.)
   fastify.addHook('onError', async (_request, reply, error) => {
     reply.header('cache-control', 'no-store')
-    if (error.code === 'FST_COMET_TOO_MANY_PENDING') reply.header('retry-after', String(retryAfterSeconds))
-    // The engine reconnects within about a second.
-    if (error.code === 'FST_COMET_ENGINE_UNAVAILABLE') reply.header('retry-after', '1')
+    // The Retry-After that the error carries (see lib/errors.ts), set here too so that the plugin's
+    // routes send it under an error handler of the user's, which may not copy error.headers.
+    if (error.code === 'FST_COMET_TOO_MANY_PENDING' || error.code === 'FST_COMET_ENGINE_UNAVAILABLE') {
+      // An engine of a third party may make its own error of the code, without the header.
+      const retryAfter = (error as { headers?: Partial<RetryAfterHeaders> }).headers?.['retry-after']
+      if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
+    }
     metrics.onError(error)
   })
 
@@ -85,7 +89,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
 
   // The channel goes in the path, or in the query string: WHATWG URL clients (browsers, fetch)
   // resolve the names "." and "..", even percent-encoded, as dot segments before sending.
-  const publishOptions = { ...routeOptions, schemaErrorFormatter: publishValidationError, bodyLimit: maxPayload }
+  const publishOptions = { ...routeOptions, schemaErrorFormatter: publishValidationError(options.prefix), bodyLimit: maxPayload }
   fastify.post<PublishRoute>('/publish/*', { ...publishOptions, schema: routeSchema(publishInPathSchema, schemaHide) }, async (request, reply) => {
     return publish(request, reply, request.params['*'])
   })
@@ -146,13 +150,19 @@ function subscribeValidationError (validationErrors: FastifySchemaValidationErro
     if (error.keyword === 'pattern' && cursorOf !== null) {
       return new errors.FST_COMET_INVALID_CURSOR(JSON.stringify(cursorOf[1] ?? cursorOf[2]))
     }
+    // Several cursors of one channel: see cursorOfOneChannel in schemas.ts.
+    if (error.keyword === 'maxItems' && cursorOf !== null) {
+      return new errors.FST_COMET_DUPLICATE_CHANNEL(JSON.stringify(cursorOf[1] ?? cursorOf[2]))
+    }
   }
   return fastifyValidationError(validationErrors, dataVar)
 }
 
 // The channel is all that the publish schemas check (in the path, or as ?channel=).
-function publishValidationError (): Error {
-  return new errors.FST_COMET_INVALID_CHANNEL('in the publish URL')
+function publishValidationError (prefix: string): (validationErrors: FastifySchemaValidationError[]) => Error {
+  return validationErrors => validationErrors.some(e => e.keyword === 'required' || e.keyword === 'minLength')
+    ? new errors.FST_COMET_NO_PUBLISH_CHANNEL(prefix, prefix)
+    : new errors.FST_COMET_INVALID_CHANNEL('in the publish URL')
 }
 
 // What Fastify answers when a route has no formatter of its own.

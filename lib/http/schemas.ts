@@ -4,6 +4,12 @@ import { channelNameChars, channelNamePattern, cursorPattern } from '../protocol
 
 const cursor = { type: 'string', pattern: cursorPattern } as const
 
+// A channel named twice comes as an array of its cursors (of two or more: the validator turns an
+// array of one into a string). It fails the first branch on its type and the second with maxItems,
+// which subscribeValidationError turns into an error that says so. A bad cursor fails the first
+// branch on its pattern, which comes first among the errors.
+const cursorOfOneChannel = { anyOf: [cursor, { type: 'array', maxItems: 0 }] } as const
+
 const channelCursors = {
   type: 'object',
   propertyNames: { pattern: channelNamePattern },
@@ -25,12 +31,12 @@ export const subscribeSchema = {
     type: 'object',
     properties: {
       // The nested form, from query-string parsers such as qs.
-      subscribed: { ...channelCursors, additionalProperties: cursor },
+      subscribed: { ...channelCursors, additionalProperties: cursorOfOneChannel },
       /** 0 answers at once, with events or not: how a client learns where "now" is. */
       wait: { type: 'string', enum: ['0', '1'] }
     },
     // The flat form, from Fastify's default parser: one key per channel, subscribed[<channel>].
-    patternProperties: { '^subscribed\\[': cursor },
+    patternProperties: { '^subscribed\\[': cursorOfOneChannel },
     propertyNames: {
       if: { pattern: '^subscribed\\[' },
       then: { pattern: `^subscribed\\[${channelNameChars}\\]$` }
@@ -64,6 +70,9 @@ export const subscribeSchema = {
   }
 } as const
 
+// minLength before pattern (Ajv checks them in that order): an empty channel is a missing one.
+const publishChannel = { type: 'string', minLength: 1, pattern: channelNamePattern } as const
+
 const publishReply = {
   200: {
     type: 'object',
@@ -79,7 +88,7 @@ export const publishInPathSchema = {
   params: {
     type: 'object',
     required: ['*'],
-    properties: { '*': { type: 'string', pattern: channelNamePattern } }
+    properties: { '*': publishChannel }
   },
   response: publishReply
 } as const
@@ -89,7 +98,7 @@ export const publishInQuerySchema = {
   querystring: {
     type: 'object',
     required: ['channel'],
-    properties: { channel: { type: 'string', pattern: channelNamePattern } }
+    properties: { channel: publishChannel }
   },
   response: publishReply
 } as const

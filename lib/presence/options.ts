@@ -1,5 +1,5 @@
 // The presence options: their defaults, and their checks at registration.
-import { invalid, positiveInteger, positiveNumber } from '../option-checks.js'
+import { invalid, positiveInteger, positiveNumber } from '../validate.js'
 import type { CometPresenceHook } from './identity.js'
 import { maxEventsChannelLength } from './store.js'
 

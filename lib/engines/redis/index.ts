@@ -2,10 +2,11 @@
 // guarantee (exactly once, in order, or a gap). Imported from 'fastify-comet/redis' only, so that
 // ioredis stays an optional peer dependency.
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
-import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, ReadPosition, StoredEvent } from '../engine.js'
+import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, EngineLogger, ReadPosition, StoredEvent } from '../engine.js'
 import type { PresenceStore, PresenceStoreOptions } from '../../presence/store.js'
 import { fromNow, fromOldest } from '../engine.js'
 import { errors } from '../../errors.js'
+import { ConnectionLog, describeRedis } from './connection-log.js'
 import { formatCursor, freshEpoch, parseCursor } from './cursor.js'
 import { resolveRedisEngineOptions, type RedisEngineOptions } from './options.js'
 import { RedisPresenceStore } from './presence.js'
@@ -52,6 +53,7 @@ export class RedisEngine implements CometEngine {
   readonly #command: Connection
   readonly #subscriber: Connection
   readonly #subscriptions: Subscriptions
+  readonly #connectionLog: ConnectionLog
   /** Commands sent and not answered: rejected at once when the connection drops. */
   readonly #inFlight = new Set<(error: Error) => void>()
   /** Channels this engine published on, and when, for channelCount(). */
@@ -83,6 +85,14 @@ export class RedisEngine implements CometEngine {
     if (this.#ownsClient) command.on('error', ignore)
     // Errors of the connection the engine opened are seen as 'close' and 'ready' below.
     subscriber.on('error', ignore)
+    // The subscriber connects where the command connection does, so its errors give the reason
+    // of a failure; a client of the user's gets no error listener from the engine, which would
+    // silence ioredis's own report of its errors.
+    this.#connectionLog = new ConnectionLog(describeRedis(redis))
+    this.#listen(subscriber, 'error', (error: Error) => this.#connectionLog.onError(error))
+    if (this.#ownsClient) this.#listen(command, 'error', (error: Error) => this.#connectionLog.onError(error))
+    // 'reconnecting' rather than 'close': a client of the user's that they close is not a failure.
+    for (const client of [command, subscriber]) this.#listen(client, 'reconnecting', () => this.#connectionLog.onDown())
     this.#listen(command, 'close', () => {
       this.#drops++
       const lost = new errors.FST_COMET_ENGINE_UNAVAILABLE('the connection to Redis dropped')
@@ -139,6 +149,10 @@ export class RedisEngine implements CometEngine {
     let count = 0
     for (const channel of this.#subscriptions.watchedChannels()) if (!this.#published.has(channel)) count++
     return count + this.#published.size
+  }
+
+  attachLogger (logger: EngineLogger): () => void {
+    return this.#connectionLog.attach(logger)
   }
 
   health (): EngineHealth {
@@ -212,7 +226,9 @@ export class RedisEngine implements CometEngine {
   // Both connections are up again: subscribe again, then wake the polls whose channel moved while
   // this process could not hear its notifications.
   #onReady (): void {
-    if (this.#drops === this.#healedDrops || this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
+    if (this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
+    this.#connectionLog.onUp()
+    if (this.#drops === this.#healedDrops) return
     this.#heal().catch(ignore)
   }
 

@@ -1,7 +1,8 @@
 // The Redis engine's options: their defaults, and their checks at construction.
 import type { Cluster, Redis } from 'ioredis'
 import { errors } from '../../errors.js'
-import { defaultHistorySize, defaultHistoryTtl, invalid, positiveInteger, positiveNumber } from '../../options.js'
+import { invalid, positiveInteger, positiveNumber } from '../../validate.js'
+import { defaultHistorySize, defaultHistoryTtl } from '../defaults.js'
 
 export interface RedisEngineOptions {
   /**

@@ -1,5 +1,5 @@
-// The checks that every set of options shares (the plugin's, the Redis engine's, presence's): a
-// wrong value throws FST_COMET_INVALID_OPTION saying what was expected and what came.
+// Checks of registration options that the plugin and the engines share: each throws
+// FST_COMET_INVALID_OPTION, naming the option, what it must be and what it got.
 import { errors } from './errors.js'
 
 export function invalid (name: string, expected: string, value: unknown): never {
