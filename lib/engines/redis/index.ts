@@ -4,13 +4,15 @@
 import calculateSlot from 'cluster-key-slot'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, EngineLogger, IdempotentPublish, ReadPosition, StoredEvent } from '../engine.js'
+import type { PresenceStore, PresenceStoreOptions } from '../../presence/store.js'
 import { fromNow, fromOldest } from '../engine.js'
 import { errors } from '../../errors.js'
 import { ConnectionLog, describeRedis } from './connection-log.js'
 import { formatCursor, freshEpoch, parseCursor } from './cursor.js'
 import { Heartbeat, type HeartbeatTarget } from './heartbeat.js'
 import { resolveRedisEngineOptions, type RedisEngineOptions } from './options.js'
-import { publishIdempotentScript, publishScript, readScript, runScript } from './scripts.js'
+import { RedisPresenceStore } from './presence.js'
+import { presenceScript, publishIdempotentScript, publishScript, readScript, runScript } from './scripts.js'
 import { ignore, Subscriptions } from './subscriptions.js'
 
 export type { RedisEngineOptions } from './options.js'
@@ -226,6 +228,11 @@ export class RedisEngine implements CometEngine {
     }
   }
 
+  /** Members of channels in Redis, shared by every process: see presence.ts beside this module. */
+  presenceStore ({ graceMs }: PresenceStoreOptions): PresenceStore {
+    return new RedisPresenceStore(this.#keyPrefix, graceMs, (keys, args) => this.#run(presenceScript, keys, [this.#historySize, inlineLimit, ...args]))
+  }
+
   /** Closes the subscription connection, and the command connection when the engine opened it from a URL. */
   async close (): Promise<void> {
     if (this.#closed) return
@@ -256,12 +263,18 @@ export class RedisEngine implements CometEngine {
   // Runs a script on the channel's keys, which share the channel's hash tag (one Cluster slot).
   // `idempotencyRecord`: the name, after the tag, of the key that remembers an idempotency key.
   async #call (script: typeof readScript, channel: string, args: ReadonlyArray<string | number>, idempotencyRecord?: string): Promise<unknown> {
+    const tag = `${this.#keyPrefix}{${channel}}`
+    const keys = idempotencyRecord === undefined ? [`${tag}:m`, `${tag}:s`] : [`${tag}:m`, `${tag}:s`, `${tag}:${idempotencyRecord}`]
+    return this.#run(script, keys, args)
+  }
+
+  // Runs a script on keys of one hash tag (one Cluster slot), with the arguments of meta.lua
+  // first, failing with FST_COMET_ENGINE_UNAVAILABLE.
+  async #run (script: typeof readScript, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
     const up = this.#whenUp(this.#command)
     if (up !== undefined) await up
-    const tag = `${this.#keyPrefix}{${channel}}`
-    const node = this.#nodeOf(tag)
+    const node = this.#nodeOf(keys[0] as string)
     if (this.#heartbeat.isStuck(node)) throw new errors.FST_COMET_ENGINE_UNAVAILABLE(`Redis at ${node} does not answer`)
-    const keys = idempotencyRecord === undefined ? [`${tag}:m`, `${tag}:s`] : [`${tag}:m`, `${tag}:s`, `${tag}:${idempotencyRecord}`]
     const inFlight = this.#inFlightOn(node)
     return new Promise((resolve, reject) => {
       inFlight.add(reject)
