@@ -136,6 +136,24 @@ export const errors = {
     'fastify-comet: history limit must be a positive integer (got %s)',
     400
   ),
+  /** The `presence` hook returned something that is not a member identity: a bug in the server's code. */
+  FST_COMET_INVALID_PRESENCE: createError<[string, string, string]>(
+    'FST_COMET_INVALID_PRESENCE',
+    'fastify-comet: the presence hook gave %s for channel "%s"; %s (return null when the request is no member)',
+    500
+  ),
+  /** A publish on the channel of another channel's joins and leaves, which only presence writes. */
+  FST_COMET_PRESENCE_CHANNEL: createError<[string]>(
+    'FST_COMET_PRESENCE_CHANNEL',
+    'fastify-comet: channel "%s" carries joins and leaves, which only presence publishes; publish on another channel (names ending in @presence are reserved while the presence option is set)',
+    403
+  ),
+  /** fastify.comet.presence() or the presence route without the presence option. */
+  FST_COMET_PRESENCE_OFF: createError(
+    'FST_COMET_PRESENCE_OFF',
+    'fastify-comet: presence is off; set the presence option, (request, channel) => ({ id, info }) or null, to track members',
+    500
+  ),
   FST_COMET_CLOSED: createError(
     'FST_COMET_CLOSED',
     'fastify-comet: the server is closing; publish before fastify.close() or on a running instance',

@@ -4,6 +4,7 @@ import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from '.
 import { errors } from './errors.js'
 import { resolveStreamOptions, streamOptionNames, type CometStreamOptions, type ResolvedStreamOptions } from './stream-options.js'
 import { invalid, positiveInteger, positiveNumber } from './validate.js'
+import { resolvePresenceOptions, type PresenceOptions, type ResolvedPresenceOptions } from './presence/options.js'
 
 /**
  * Decides whether a request may publish to, or subscribe to, one channel. Return (or resolve)
@@ -12,7 +13,8 @@ import { invalid, positiveInteger, positiveNumber } from './validate.js'
  */
 export type CometAuthorizer = (request: FastifyRequest, channel: string) => boolean | Promise<boolean>
 
-export interface CometOptions extends CometStreamOptions {
+/** The plugin's options; those of presence are in lib/presence/options.ts, those of streaming in lib/stream-options.ts. */
+export interface CometOptions extends PresenceOptions, CometStreamOptions {
   /**
    * Path prefix of the plugin's routes. The register option of the same name does not apply to a
    * plugin made with fastify-plugin, so the plugin reads its own.
@@ -197,6 +199,8 @@ export interface ResolvedCometOptions {
   schemaHide: boolean
   /** Streaming (Server-Sent Events): lib/stream-options.ts. */
   stream: ResolvedStreamOptions
+  /** Undefined: presence is off. */
+  presence: ResolvedPresenceOptions | undefined
 }
 
 export const defaultPrefix = '/comet'
@@ -240,6 +244,10 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     routeConfig,
     constraints,
     schemaHide = false,
+    presence,
+    presenceGrace,
+    presenceEvents,
+    presenceMaxMembers,
     ...others
   } = options
   const { stream, rest: unknown } = resolveStreamOptions(others)
@@ -293,6 +301,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
   const pollTimeoutMs = tries * sleep * 1000
   // A timer longer than 2^31 - 1 ms fires at once in Node.js, which would turn every poll into a busy loop.
   if (pollTimeoutMs > 0x7fffffff) invalid('tries', 'such that tries × sleep is at most 24 days', tries)
+  const resolvedPresence = resolvePresenceOptions({ presence, presenceGrace, presenceEvents, presenceMaxMembers }, pollTimeoutMs)
 
   return {
     prefix,
@@ -320,6 +329,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
       ...(constraints === undefined ? {} : { constraints })
     },
     schemaHide,
+    presence: resolvedPresence,
     stream
   }
 }
@@ -327,7 +337,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
 function knownOptionNames (): string {
   return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'idempotencyWindow', 'idempotencyKeys', 'maxChannels', 'maxPayload', 'maxPending',
     'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient', 'logLevel', 'logSerializers',
-    'routeConfig', 'constraints', 'schemaHide', ...streamOptionNames].join(', ')
+    'routeConfig', 'constraints', 'schemaHide', 'presence', 'presenceGrace', 'presenceEvents', 'presenceMaxMembers', ...streamOptionNames].join(', ')
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {
