@@ -65,7 +65,7 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
     idempotencyKeys: options.idempotencyKeys
   })
   const metrics = new CometMetrics()
-  const bus = new CometBus(engine, options, metrics)
+  const bus = new CometBus(engine, { ...options, maxStreams: options.stream.maxStreams }, metrics)
   const presence = startPresence(engine, options, fastify)
 
   // Registered as a child so that its hooks stay on the plugin's own routes.
@@ -133,7 +133,8 @@ fastifyComet.fastifyComet = fastifyComet
 export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
-export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage } from './lib/metrics.js'
+export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage, StreamStats, StreamOpenMessage, StreamEndMessage } from './lib/metrics.js'
+export type { StreamEndReason } from './lib/bus-stream.js'
 export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, EngineLogger, IdempotentPublish, ReadPosition, StoredEvent } from './lib/engines/engine.js'
 export type { ChannelHistory, HistoryOptions, PublishOptions, PublishResult } from './lib/bus.js'
 export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }

@@ -94,6 +94,18 @@ export const errors = {
     'fastify-comet: the server holds its most long-polls already (maxPending %d); retry after the Retry-After delay',
     503
   ),
+  /** A stream asked for while `maxStreams` streams are open; the error carries its Retry-After as `headers` (see withRetryAfter). */
+  FST_COMET_TOO_MANY_STREAMS: createError<[number]>(
+    'FST_COMET_TOO_MANY_STREAMS',
+    'fastify-comet: the server holds its most streams already (maxStreams %d); retry after the Retry-After delay, or long-poll instead',
+    503
+  ),
+  /** The Last-Event-ID header of a stream is not one this plugin's streams send. */
+  FST_COMET_INVALID_LAST_EVENT_ID: createError<[string]>(
+    'FST_COMET_INVALID_LAST_EVENT_ID',
+    'fastify-comet: invalid Last-Event-ID header (%s); send back the id of an event of a stream on the same subscribe URL, or no Last-Event-ID to start from the URL\'s cursors',
+    400
+  ),
   /** The engine's store (Redis) cannot be reached; the error carries `headers` with a Retry-After of 1 s. */
   FST_COMET_ENGINE_UNAVAILABLE: createError<[string]>(
     'FST_COMET_ENGINE_UNAVAILABLE',

@@ -2,6 +2,7 @@ import type { FastifyRequest, LogLevel, RouteShorthandOptions } from 'fastify'
 import type { CometEngine } from './engines/engine.js'
 import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from './engines/defaults.js'
 import { errors } from './errors.js'
+import { resolveStreamOptions, streamOptionNames, type CometStreamOptions, type ResolvedStreamOptions } from './stream-options.js'
 import { invalid, positiveInteger, positiveNumber } from './validate.js'
 import { resolvePresenceOptions, type PresenceOptions, type ResolvedPresenceOptions } from './presence/options.js'
 
@@ -12,8 +13,8 @@ import { resolvePresenceOptions, type PresenceOptions, type ResolvedPresenceOpti
  */
 export type CometAuthorizer = (request: FastifyRequest, channel: string) => boolean | Promise<boolean>
 
-/** The plugin's options; those of presence are in lib/presence/options.ts. */
-export interface CometOptions extends PresenceOptions {
+/** The plugin's options; those of presence are in lib/presence/options.ts, those of streaming in lib/stream-options.ts. */
+export interface CometOptions extends PresenceOptions, CometStreamOptions {
   /**
    * Path prefix of the plugin's routes. The register option of the same name does not apply to a
    * plugin made with fastify-plugin, so the plugin reads its own.
@@ -196,6 +197,8 @@ export interface ResolvedCometOptions {
   /** Route options given to every route; `logLevel` only when the user set one. */
   routeOptions: CometRouteOptions
   schemaHide: boolean
+  /** Streaming (Server-Sent Events): lib/stream-options.ts. */
+  stream: ResolvedStreamOptions
   /** Undefined: presence is off. */
   presence: ResolvedPresenceOptions | undefined
 }
@@ -245,8 +248,9 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     presenceGrace,
     presenceEvents,
     presenceMaxMembers,
-    ...unknown
+    ...others
   } = options
+  const { stream, rest: unknown } = resolveStreamOptions(others)
 
   const [unknownName] = Object.keys(unknown)
   if (unknownName !== undefined) throw new errors.FST_COMET_UNKNOWN_OPTION(unknownName, knownOptionNames())
@@ -325,14 +329,15 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
       ...(constraints === undefined ? {} : { constraints })
     },
     schemaHide,
-    presence: resolvedPresence
+    presence: resolvedPresence,
+    stream
   }
 }
 
 function knownOptionNames (): string {
   return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'idempotencyWindow', 'idempotencyKeys', 'maxChannels', 'maxPayload', 'maxPending',
     'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient', 'logLevel', 'logSerializers',
-    'routeConfig', 'constraints', 'schemaHide', 'presence', 'presenceGrace', 'presenceEvents', 'presenceMaxMembers'].join(', ')
+    'routeConfig', 'constraints', 'schemaHide', 'presence', 'presenceGrace', 'presenceEvents', 'presenceMaxMembers', ...streamOptionNames].join(', ')
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {

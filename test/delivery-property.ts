@@ -13,6 +13,11 @@
 // end every client catches up, and what each received on each channel must be what was published
 // there: nothing lost, nothing twice, nothing out of order, and never a gap.
 //
+// Some clients stream (Server-Sent Events) instead of polling, and some move between the two at
+// each start: a stream client keeps the cursors of the last message id it received and reconnects
+// with them as Last-Event-ID, on the URL it first used, as an EventSource does; its hang-ups and
+// reconnects close the stream at any point, and it catches up by polls at the end.
+//
 // Some clients are pages rendered on the server: they start when a 'render' action comes, from
 // the position server code read (fastify.comet.position) or after the events it rendered from
 // fastify.comet.history, and must then receive exactly what was published after the render.
@@ -28,6 +33,7 @@ import fc from 'fast-check'
 import type { Test } from 'tap'
 import type { CometOptions } from '../plugin.js'
 import { eventually, poll, publish, sleep, within as settleWithin, type PollReply } from './helpers.js'
+import { openStream, type OpenedStream } from './sse-client.js'
 import { MemberList } from './presence-helpers.js'
 
 /** One try of 50 ms: polls time out often, so timeouts interleave with everything else. */
@@ -81,6 +87,8 @@ interface ClientPlan {
   from: '0' | 'all' | 'render'
   /** Polls again as soon as a reply comes, as a browser client does; else only when told to. */
   loops: boolean
+  /** How the client subscribes: long-polls, a stream, or each in turn. */
+  transport: 'poll' | 'stream' | 'mixed'
   /** The member it polls as, when the servers track presence. */
   member: string
 }
@@ -120,7 +128,7 @@ const rawAction = fc.oneof(
 
 const scenarios: fc.Arbitrary<Scenario> = fc.record({
   channels: fc.uniqueArray(channelName, { minLength: 1, maxLength: 3 }),
-  clients: fc.array(fc.record({ picks: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), from: fc.constantFrom('0', 'all', 'render'), loops: fc.boolean(), member: fc.constantFrom('m0', 'm1') }), { minLength: 1, maxLength: 3 }),
+  clients: fc.array(fc.record({ picks: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), from: fc.constantFrom('0', 'all', 'render'), loops: fc.boolean(), member: fc.constantFrom('m0', 'm1'), transport: fc.constantFrom('poll', 'stream', 'mixed') }), { minLength: 1, maxLength: 3 }),
   batchSize: fc.constantFrom(100, 2, 1),
   presence: fc.boolean(),
   // About one to three events in a reply, with their names and text.
@@ -131,7 +139,7 @@ const scenarios: fc.Arbitrary<Scenario> = fc.record({
   const client = (i: number): number => i % raw.clients.length
   return {
     channels: raw.channels,
-    clients: raw.clients.map(c => ({ channels: [...new Set(c.picks.map(channel))], from: c.from, loops: c.loops, member: c.member })),
+    clients: raw.clients.map(c => ({ channels: [...new Set(c.picks.map(channel))], from: c.from, loops: c.loops, member: c.member, transport: c.transport })),
     limits: { batchSize: raw.batchSize, maxReplyBytes: raw.maxReplyBytes },
     presence: raw.presence,
     actions: raw.actions.map((a): Action => {
@@ -151,6 +159,8 @@ const scenarios: fc.Arbitrary<Scenario> = fc.record({
 
 interface Outstanding {
   readonly controller: AbortController
+  /** For a stream, once it is open. */
+  stream?: OpenedStream
 }
 
 class Client {
@@ -174,6 +184,8 @@ class Client {
   readonly #origins: readonly string[]
   readonly #maxReplyBytes: number
   readonly #inFlight: Array<Promise<unknown>>
+  readonly #plan: ClientPlan
+  #starts = 0
   readonly #headers: Record<string, string>
   /** Settles when the outstanding poll, if any, has been received or failed. */
   #settled: Promise<void> = Promise.resolve()
@@ -185,6 +197,7 @@ class Client {
     this.cursors = new Map(plan.channels.map(channel => [channel, plan.from]))
     this.rendered = plan.from !== 'render'
     for (const channel of plan.channels) this.received.set(channel, [])
+    this.#plan = plan
     this.#origins = origins
     this.#inFlight = inFlight
     this.#headers = { 'x-member': plan.member }
@@ -195,6 +208,11 @@ class Client {
     if (this.outstanding !== undefined || !this.rendered) return
     const current: Outstanding = { controller: new AbortController() }
     this.outstanding = current
+    const { transport } = this.#plan
+    if (transport === 'stream' || (transport === 'mixed' && this.#starts++ % 2 === 0)) {
+      this.#startStream(current, server)
+      return
+    }
     const request = poll(this.#origin(server), Object.fromEntries(this.cursors), { signal: current.controller.signal, headers: this.#headers })
     this.#settled = request.then(
       reply => {
@@ -212,6 +230,59 @@ class Client {
       }
     )
     this.#inFlight.push(this.#settled)
+  }
+
+  // A stream from the URL the client began with, resumed with its cursors as Last-Event-ID. It
+  // stays open until the client hangs up; a stream the server ends counts as a hang-up.
+  #startStream (current: Outstanding, server: number): void {
+    const lastEventId = [...this.cursors].map(([channel, cursor]) => `${channel}=${cursor}`).join(',')
+    const url = Object.fromEntries(this.channels.map(channel => [channel, this.#plan.from === 'render' ? '0' : this.#plan.from]))
+    const opened = openStream(this.#origin(server), url, { lastEventId, headers: this.#headers }).then(stream => {
+      if (this.outstanding !== current) {
+        stream.close()
+        return
+      }
+      current.stream = stream
+      if (stream.status !== 200) {
+        this.outstanding = undefined
+        this.problems.push(`${this.name}: stream answered ${stream.status}`)
+        return
+      }
+      let seen = 0
+      const receive = (): void => {
+        // Only what came before the hang-up counts, message by message.
+        if (this.outstanding !== current) return
+        const { messages } = stream.parser
+        for (; seen < messages.length; seen++) this.#receiveMessage(messages[seen] as OpenedStream['parser']['messages'][number])
+      }
+      stream.response.on('data', receive)
+      receive()
+      stream.ended.then(() => { if (this.outstanding === current) this.outstanding = undefined }, () => {})
+      // Settled once the stream's first message, its cursors, is in.
+      return stream.until(parser => parser.messages.length > 0, HANG_MS).then(receive, () => {})
+    }, (error: unknown) => {
+      if (this.outstanding !== current) return
+      this.outstanding = undefined
+      this.problems.push(`${this.name}: stream failed: ${String(error)}`)
+    })
+    this.#settled = opened
+    this.#inFlight.push(opened)
+  }
+
+  #receiveMessage (message: OpenedStream['parser']['messages'][number]): void {
+    const problem = (what: string): void => { this.problems.push(`${this.name}: ${what} in ${JSON.stringify(message)}`) }
+    const cursors = new Map((message.id ?? '').split(',').map(pair => pair.split('=') as [string, string]))
+    if (!isDeepEqual([...cursors.keys()].sort(), [...this.channels].sort())) problem('the id does not name exactly the subscribed channels')
+    if (message.event === 'gap') {
+      this.gaps.push(...(JSON.parse(message.data) as { channels: string[] }).channels)
+    } else if (message.data !== '') {
+      const event = JSON.parse(message.data) as { channel: string, id: string, data: unknown }
+      const held = this.received.get(event.channel)
+      if (held === undefined) problem('an event of another channel')
+      else held.push(event.data)
+      if (cursors.get(event.channel) !== event.id) problem('the id does not carry the event\'s cursor')
+    }
+    for (const [channel, cursor] of cursors) if (this.cursors.has(channel)) this.cursors.set(channel, cursor)
   }
 
   /**
@@ -241,6 +312,7 @@ class Client {
     if (current === undefined) return
     this.outstanding = undefined
     current.controller.abort()
+    current.stream?.close()
   }
 
   /** Waits for the outstanding poll, which answers within the poll timeout. */
@@ -355,10 +427,12 @@ async function play (scenario: Scenario, makeServers: (limits: ServerLimits, pre
       }
     }
 
-    // Let the outstanding polls answer, render the pages still to render, then catch every client up.
+    // Let the outstanding polls answer, render the pages still to render, close the streams, then
+    // catch every client up.
     for (const client of clients) client.looping = false
     for (const client of clients) await client.render(app(0), 'position', published)
     await Promise.all(clients.map(client => client.settle()))
+    for (const client of clients) if (client.outstanding?.stream !== undefined) client.hangUp()
     await Promise.all(clients.map(client => client.drain()))
     await within(Promise.allSettled(inFlight), 'the aborted polls')
 
@@ -378,7 +452,7 @@ async function play (scenario: Scenario, makeServers: (limits: ServerLimits, pre
     assert.deepEqual(observed, expected, 'every client receives the events of its channels exactly once and in order, and never a gap')
     assert.equal(apps.reduce((sum, app) => sum + app.comet.stats().published, 0), count)
     // Every client is done: no poll may stay behind, not even those of the clients that hung up.
-    await eventually(() => apps.every(app => app.comet.stats().pending === 0), HANG_MS)
+    await eventually(() => apps.every(app => app.comet.stats().pending === 0 && app.comet.stats().streams.open === 0), HANG_MS)
 
     if (withPresence) {
       // Quiet: once the grace period has passed, every member has left.

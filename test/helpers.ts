@@ -120,6 +120,7 @@ export function countersWith (changes: Partial<Omit<CometStats, 'publishToAnswer
     hangUps: 0,
     gaps: 0,
     errors: {},
+    streams: { open: 0, messages: 0, bytes: 0, ended: { 'hang-up': 0, slow: 0, lifetime: 0, close: 0, error: 0 } },
     ...changes
   }
 }

@@ -10,6 +10,7 @@ import { presenceRoute } from '../presence/route.js'
 import { idempotencyKeyOfHeader, parseSubscription } from '../protocol.js'
 import { strictUtf8Bodies } from './body-parsers.js'
 import { cancelOnHangUp } from './hang-up.js'
+import { StreamHub, wantsStream } from './stream.js'
 import { quieterLogLevel, routeSchema } from './route-options.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
@@ -32,6 +33,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
   // Every subscribe answer says how long the server lets a poll wait, in seconds: a client gives up
   // on a poll whose connection died silently once that, plus a margin, has passed.
   const cometWait = String(options.pollTimeoutMs / 1000)
+  const streams = new StreamHub(bus, metrics, options.stream)
 
   strictUtf8Bodies(fastify)
   // Polls must never be answered from a cache, and neither must their errors: the handlers say so
@@ -41,7 +43,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     reply.header('cache-control', 'no-store')
     // The Retry-After that the error carries (see lib/errors.ts), set here too so that the plugin's
     // routes send it under an error handler of the user's, which may not copy error.headers.
-    if (error.code === 'FST_COMET_TOO_MANY_PENDING' || error.code === 'FST_COMET_ENGINE_UNAVAILABLE') {
+    if (error.code === 'FST_COMET_TOO_MANY_PENDING' || error.code === 'FST_COMET_TOO_MANY_STREAMS' || error.code === 'FST_COMET_ENGINE_UNAVAILABLE') {
       // An engine of a third party may make its own error of the code, without the header.
       const retryAfter = (error as { headers?: Partial<RetryAfterHeaders> }).headers?.['retry-after']
       if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
@@ -60,6 +62,13 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     const channelCount = subscription.channels.length
     if (channelCount === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (channelCount > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(channelCount, maxChannels)
+    // Server-Sent Events on the same query, limits and authorization (lib/http/stream.ts).
+    if (wantsStream(request)) {
+      if (authorizeSubscribe === undefined) return streams.open(request, reply, subscription)
+      return authorizeEach(request, subscription.channels, authorizeSubscribe, 'subscribe to').then(() => new Promise<void>(resolve => {
+        streams.open(request, reply, subscription, resolve)
+      }))
+    }
     // Before the poll starts: it may be answered at once.
     reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').header('comet-wait', cometWait)
     const wait = (request.query as { wait?: string }).wait !== '0'
