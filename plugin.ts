@@ -1,6 +1,6 @@
 // The plugin entry: reads the options, creates the bus on an engine, mounts the routes, ties the
 // bus to the server's lifecycle and decorates the instance with `fastify.comet`.
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { CometBus, type ChannelHistory, type HistoryOptions, type PublishOptions, type PublishResult } from './lib/bus.js'
 import { clientRoute } from './lib/http/client-route.js'
@@ -9,8 +9,11 @@ import { fromNow, fromOldest, type CometEngine } from './lib/engines/engine.js'
 import { errors } from './lib/errors.js'
 import { MemoryEngine } from './lib/engines/memory.js'
 import { CometMetrics, diagnosticsChannels, type CometStats } from './lib/metrics.js'
-import { resolveOptions, type CometOptions } from './lib/options.js'
+import { resolveOptions, type CometOptions, type ResolvedCometOptions } from './lib/options.js'
 import { cometRoutes } from './lib/http/routes.js'
+import { invalid } from './lib/validate.js'
+import { Presence } from './lib/presence/presence.js'
+import type { PresenceSnapshotAt } from './lib/presence/store.js'
 
 export interface Comet {
   /**
@@ -33,6 +36,12 @@ export interface Comet {
   history (channel: string, options?: HistoryOptions): Promise<ChannelHistory>
   /** Gauges and counters of this instance, and the publish-to-answer histogram: see the README's Metrics. */
   stats (): CometStats
+  /**
+   * Who is on a channel: `count` members, the longest-present first in `members` (at most
+   * `presenceMaxMembers`), and with `presenceEvents` the cursor of its joins and leaves at that
+   * instant. Rejects with FST_COMET_PRESENCE_OFF without the `presence` option.
+   */
+  presence (channel: string): Promise<PresenceSnapshotAt>
 }
 
 declare module 'fastify' {
@@ -56,28 +65,47 @@ const cometPlugin: FastifyPluginAsync<CometOptions> = async (fastify, rawOptions
     idempotencyKeys: options.idempotencyKeys
   })
   const metrics = new CometMetrics()
-  const bus = new CometBus(engine, options, metrics)
+  const bus = new CometBus(engine, { ...options, maxStreams: options.stream.maxStreams }, metrics)
+  const presence = startPresence(engine, options, fastify)
 
   // Registered as a child so that its hooks stay on the plugin's own routes.
-  await fastify.register(cometRoutes, { prefix: options.prefix, bus, metrics, options })
+  await fastify.register(cometRoutes, { prefix: options.prefix, bus, metrics, options, presence })
   if (options.serveClient) await fastify.register(clientRoute, { prefix: options.prefix, options })
 
   fastify.decorate('comet', {
-    publish: (channel: string, data?: unknown, publishOptions?: PublishOptions) => bus.publish(channel, data, publishOptions),
+    publish: presence === undefined
+      ? (channel: string, data?: unknown, publishOptions?: PublishOptions) => bus.publish(channel, data, publishOptions)
+      : async (channel: string, data?: unknown, publishOptions?: PublishOptions) => {
+        presence.checkPublish(channel)
+        return bus.publish(channel, data, publishOptions)
+      },
     position: (channel: string) => bus.position(channel),
     history: (channel: string, historyOptions?: HistoryOptions) => bus.history(channel, historyOptions),
-    stats: () => bus.stats()
+    stats: () => bus.stats(),
+    presence: async (channel: string) => {
+      if (presence === undefined) throw new errors.FST_COMET_PRESENCE_OFF()
+      return presence.snapshot(channel)
+    }
   } satisfies Comet)
 
   // Waiting polls are answered before the server stops taking connections, so close() is prompt.
   fastify.addHook('preClose', async () => {
     bus.close()
+    presence?.close()
     closeIdleConnectionsUntilClosed(fastify.server)
   })
   // What the server's log must show of the engine's connection (Redis down, back), without options.
   const detachLogger = engine.attachLogger?.(fastify.log)
   if (detachLogger !== undefined) fastify.addHook('onClose', async () => detachLogger())
   if (ownsEngine) fastify.addHook('onClose', async () => engine.close())
+}
+
+function startPresence (engine: CometEngine, { presence }: ResolvedCometOptions, fastify: FastifyInstance): Presence | undefined {
+  if (presence === undefined) return undefined
+  if (typeof engine.presenceStore !== 'function') invalid('presence', 'left out with an engine that has no presenceStore() (the memory and Redis engines have one)', presence.hook)
+  return new Presence(engine.presenceStore({ graceMs: presence.graceMs }), presence, (error, channel) => {
+    fastify.log.warn({ err: error, channel }, 'fastify-comet: presence could not be written; members may lapse until the engine is back')
+  })
 }
 
 type FastifyComet = FastifyPluginAsync<CometOptions> & {
@@ -105,8 +133,11 @@ fastifyComet.fastifyComet = fastifyComet
 export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
-export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage } from './lib/metrics.js'
+export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage, StreamStats, StreamOpenMessage, StreamEndMessage } from './lib/metrics.js'
+export type { StreamEndReason } from './lib/bus-stream.js'
 export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, EngineLogger, IdempotentPublish, ReadPosition, StoredEvent } from './lib/engines/engine.js'
 export type { ChannelHistory, HistoryOptions, PublishOptions, PublishResult } from './lib/bus.js'
 export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'
+export type { CometPresenceHook, PresenceIdentity } from './lib/presence/identity.js'
+export type { PresenceEntry, PresenceMember, PresenceSnapshot, PresenceSnapshotAt, PresenceStore } from './lib/presence/store.js'

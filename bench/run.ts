@@ -16,11 +16,16 @@
 //                  modification time every 10 ms;
 //   faye           Faye's Node.js adapter (Bayeux), clients restricted to long-polling;
 //   socket.io      socket.io restricted to its HTTP long-polling transport;
+//   sse-floor      the streaming floor: a bare node:http server holding each subscriber's response
+//                  open as Server-Sent Events and writing one frame to each on publish;
+//   fastify-comet-sse  this plugin streaming (Accept: text/event-stream), in-memory engine;
+//   socket.io-ws   socket.io over its WebSocket transport only (what its users get once upgraded);
 // and on Redis (the harness starts a redis-server of its own on a free port for each run):
 //   fastify-comet-redis      this plugin on its Redis engine, one process;
 //   fastify-comet-redis-x2   the same, two processes on one Redis: subscribers spread over both,
 //                            publishes made on the first, so most deliveries cross Redis;
-//   socket.io-redis(-x2)     socket.io on @socket.io/redis-adapter, polling only, one and two processes.
+//   socket.io-redis(-x2)     socket.io on @socket.io/redis-adapter, polling only, one and two processes;
+//   fastify-comet-redis-sse  this plugin streaming on its Redis engine, one process.
 // Every scenario runs against a fresh server process, at each size (number of subscribers):
 //   fanout      every subscriber waits on one channel; one message is published at a time, and the
 //               next only once every subscriber has it and waits again. Fan-out time: publish sent
@@ -78,11 +83,15 @@ const contenderSpecs: Record<string, ContenderSpec> = {
   'fastify-comet-redis': { file: 'comet.ts', processes: 1, redis: true },
   'fastify-comet-redis-x2': { file: 'comet.ts', processes: 2, redis: true },
   'socket.io-redis': { file: 'socket-io.ts', processes: 1, redis: true },
-  'socket.io-redis-x2': { file: 'socket-io.ts', processes: 2, redis: true }
+  'socket.io-redis-x2': { file: 'socket-io.ts', processes: 2, redis: true },
+  'sse-floor': { file: 'sse-floor.ts', processes: 1, redis: false },
+  'fastify-comet-sse': { file: 'comet.ts', processes: 1, redis: false },
+  'fastify-comet-redis-sse': { file: 'comet.ts', processes: 1, redis: true },
+  'socket.io-ws': { file: 'socket-io-ws.ts', processes: 1, redis: false }
 }
 const contenders = Object.keys(contenderSpecs)
 // --quick keeps the smoke test short: of the contenders on Redis, the one the Redis engine is for.
-const quickContenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
+const quickContenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2', 'sse-floor', 'fastify-comet-sse']
 const scenarios = ['fanout', 'throughput', 'restart'] as const
 const specOf = (contender: string): ContenderSpec => contenderSpecs[contender] as ContenderSpec
 

@@ -1,5 +1,6 @@
 // The long-poll bus: publishes events into the engine and holds the polls that wait for them. It
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
+import { BusStream, type SharedStreamRead, type StreamBusAccess, type StreamSink } from './bus-stream.js'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
 import { fromNow, fromOldest } from './engines/engine.js'
 import { errors, withRetryAfter } from './errors.js'
@@ -20,6 +21,8 @@ export interface BusOptions {
   maxPayload: number
   /** Most bytes of events in one reply; the first event goes however large. @default 1 MiB */
   maxReplyBytes?: number
+  /** Most streams open at once. @default Infinity */
+  maxStreams?: number
 }
 
 export interface PublishOptions {
@@ -74,11 +77,25 @@ export class CometBus {
   readonly #sharedReads = new Map<string, Map<string, SharedRead>>()
   readonly #metrics: CometMetrics
   #closing = false
+  /** The streams open or opening (lib/bus-stream.ts): they read through #streamAccess. */
+  readonly #streams = new Set<BusStream>()
+  readonly #streamAccess: StreamBusAccess
 
   constructor (engine: CometEngine, options: BusOptions, metrics = new CometMetrics()) {
     this.#engine = engine
     this.#options = options
     this.#metrics = metrics
+    const bus = this
+    this.#streamAccess = {
+      batchSize: options.batchSize,
+      get closing () { return bus.#closing },
+      watch: (channel, watcher) => engine.watch(channel, watcher),
+      unwatch: (channel, watcher) => { engine.unwatch(channel, watcher) },
+      readAll: (channels, positions) => this.#readAll(channels, positions),
+      sharedRead: (channel, cursor) => this.#sharedRead(channel, cursor),
+      bound: (backlogs, positions) => withinReplyBytes(backlogs, positions, options.maxReplyBytes ?? defaultMaxReplyBytes),
+      forget: stream => { this.#streams.delete(stream) }
+    }
   }
 
   /** Stores an event and wakes the polls waiting on its channel; with a key, at most once within the engine's window. */
@@ -145,14 +162,30 @@ export class CometBus {
     return poll
   }
 
+  /**
+   * A stream: a subscribe that stays open and hands `sink` each event as it comes, with the
+   * reads, cursors and gap rules of a poll (lib/bus-stream.ts). It opens on start(), or fails
+   * through the sink for a bad cursor, a store that is down, or when `maxStreams` streams are open.
+   */
+  stream (subscription: Subscription, sink: StreamSink): BusStream {
+    const stream = new BusStream(this.#streamAccess, subscription, sink)
+    if (this.#streams.size >= (this.#options.maxStreams ?? Infinity)) {
+      stream.refuse(withRetryAfter(new errors.FST_COMET_TOO_MANY_STREAMS(this.#options.maxStreams as number), this.#options.retryAfterSeconds ?? 1))
+    } else {
+      this.#streams.add(stream)
+    }
+    return stream
+  }
+
   stats (): CometStats {
     return this.#metrics.stats(this.#engine.channelCount(), this.#waiting.size, this.#engine.health?.())
   }
 
-  /** Answers every waiting poll now with what it has (nothing new), and every later poll at once. */
+  /** Answers every waiting poll now with what it has (nothing new), and every later poll at once; ends every stream. */
   close (): void {
     this.#closing = true
     for (const poll of this.#waiting) this.#answer(poll, unchanged(poll.nexts), poll.nexts, 'close')
+    for (const stream of this.#streams) stream.close()
   }
 
   /** @internal Called by a poll's notify(). */
@@ -274,7 +307,7 @@ export class CometBus {
     let shared = byCursor.get(cursor)
     if (shared === undefined) {
       const read = this.#engine.read(channel, cursor, this.#options.batchSize)
-      shared = { backlog: read, reply: undefined, wokenAt: performance.now(), latencyMs: undefined }
+      shared = { backlog: read, reply: undefined, wokenAt: performance.now(), latencyMs: undefined, bounded: undefined, encoded: undefined }
       // Once settled, the polls still to come take it as it is, without a turn of their own.
       if (read instanceof Promise) {
         const settling = shared
@@ -459,8 +492,8 @@ export class PendingPoll implements ChannelWatcher {
   }
 }
 
-/** A read shared by the polls that one publish wakes at the same channel and cursor. */
-interface SharedRead {
+/** A read shared by the polls and streams that one publish wakes at the same channel and cursor. */
+interface SharedRead extends SharedStreamRead {
   /** A promise until the engine's read settles, then what it read. */
   backlog: ChannelBacklog | Promise<ChannelBacklog>
   /** The reply of a poll on this channel alone, once one has been made. */

@@ -94,6 +94,18 @@ export const errors = {
     'fastify-comet: the server holds its most long-polls already (maxPending %d); retry after the Retry-After delay',
     503
   ),
+  /** A stream asked for while `maxStreams` streams are open; the error carries its Retry-After as `headers` (see withRetryAfter). */
+  FST_COMET_TOO_MANY_STREAMS: createError<[number]>(
+    'FST_COMET_TOO_MANY_STREAMS',
+    'fastify-comet: the server holds its most streams already (maxStreams %d); retry after the Retry-After delay, or long-poll instead',
+    503
+  ),
+  /** The Last-Event-ID header of a stream is not one this plugin's streams send. */
+  FST_COMET_INVALID_LAST_EVENT_ID: createError<[string]>(
+    'FST_COMET_INVALID_LAST_EVENT_ID',
+    'fastify-comet: invalid Last-Event-ID header (%s); send back the id of an event of a stream on the same subscribe URL, or no Last-Event-ID to start from the URL\'s cursors',
+    400
+  ),
   /** The engine's store (Redis) cannot be reached; the error carries `headers` with a Retry-After of 1 s. */
   FST_COMET_ENGINE_UNAVAILABLE: createError<[string]>(
     'FST_COMET_ENGINE_UNAVAILABLE',
@@ -123,6 +135,24 @@ export const errors = {
     'FST_COMET_INVALID_LIMIT',
     'fastify-comet: history limit must be a positive integer (got %s)',
     400
+  ),
+  /** The `presence` hook returned something that is not a member identity: a bug in the server's code. */
+  FST_COMET_INVALID_PRESENCE: createError<[string, string, string]>(
+    'FST_COMET_INVALID_PRESENCE',
+    'fastify-comet: the presence hook gave %s for channel "%s"; %s (return null when the request is no member)',
+    500
+  ),
+  /** A publish on the channel of another channel's joins and leaves, which only presence writes. */
+  FST_COMET_PRESENCE_CHANNEL: createError<[string]>(
+    'FST_COMET_PRESENCE_CHANNEL',
+    'fastify-comet: channel "%s" carries joins and leaves, which only presence publishes; publish on another channel (names ending in @presence are reserved while the presence option is set)',
+    403
+  ),
+  /** fastify.comet.presence() or the presence route without the presence option. */
+  FST_COMET_PRESENCE_OFF: createError(
+    'FST_COMET_PRESENCE_OFF',
+    'fastify-comet: presence is off; set the presence option, (request, channel) => ({ id, info }) or null, to track members',
+    500
   ),
   FST_COMET_CLOSED: createError(
     'FST_COMET_CLOSED',

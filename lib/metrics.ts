@@ -3,6 +3,7 @@
 // and the routes call the `on…` methods; each is a few integer additions, and a channel's message
 // is built only when someone subscribes to it.
 import diagnostics from 'node:diagnostics_channel'
+import { streamEndReasons, type StreamEndReason } from './bus-stream.js'
 import type { EngineHealth } from './engines/engine.js'
 
 /**
@@ -55,6 +56,19 @@ export interface CometStats {
   publishToAnswerMs: LatencyHistogram
   /** The engine's connection, for an engine backed by a server (one that has `health()`). */
   engine?: EngineHealth
+  /** Streams (Server-Sent Events, docs/streaming.md). */
+  streams: StreamStats
+}
+
+export interface StreamStats {
+  /** Streams open right now (a gauge). */
+  open: number
+  /** SSE messages sent (events, gaps and the cursors a stream opens with), over all streams. */
+  messages: number
+  /** Bytes written to streams, heartbeats included. */
+  bytes: number
+  /** Streams ended, by why. */
+  ended: Record<StreamEndReason, number>
 }
 
 /**
@@ -69,18 +83,26 @@ export const diagnosticsChannels = {
   /** `{ channels }`: a client hung up before its poll was answered. */
   hangUp: 'fastify-comet:hang-up',
   /** `{ code, statusCode, error }`: a route of the plugin answered with an error. */
-  error: 'fastify-comet:error'
+  error: 'fastify-comet:error',
+  /** `{ channels }`: a stream opened. */
+  streamOpen: 'fastify-comet:stream-open',
+  /** `{ channels, reason, queuedBytes }`: a stream ended; `queuedBytes` were written but not yet read by its client. */
+  streamEnd: 'fastify-comet:stream-end'
 } as const
 
 export interface PublishMessage { channel: string, id: string }
 export interface AnswerMessage { channels: readonly string[], reason: AnswerReason, events: number, gaps: number, latencyMs: number | undefined }
 export interface HangUpMessage { channels: readonly string[] }
 export interface ErrorMessage { code: string, statusCode: number, error: Error }
+export interface StreamOpenMessage { channels: readonly string[] }
+export interface StreamEndMessage { channels: readonly string[], reason: StreamEndReason, queuedBytes: number }
 
 const publishChannel = diagnostics.channel(diagnosticsChannels.publish)
 const answerChannel = diagnostics.channel(diagnosticsChannels.answer)
 const hangUpChannel = diagnostics.channel(diagnosticsChannels.hangUp)
 const errorChannel = diagnostics.channel(diagnosticsChannels.error)
+const streamOpenChannel = diagnostics.channel(diagnosticsChannels.streamOpen)
+const streamEndChannel = diagnostics.channel(diagnosticsChannels.streamEnd)
 
 export class CometMetrics {
   #published = 0
@@ -93,6 +115,10 @@ export class CometMetrics {
   readonly #bucketCounts = new Array<number>(latencyBucketsMs.length + 1).fill(0)
   #latencySum = 0
   #latencyCount = 0
+  #streamsOpen = 0
+  #streamMessages = 0
+  #streamBytes = 0
+  readonly #streamsEnded = Object.fromEntries(streamEndReasons.map(reason => [reason, 0])) as Record<StreamEndReason, number>
 
   onPublish (channel: string, id: string): void {
     this.#published++
@@ -121,6 +147,23 @@ export class CometMetrics {
     if (errorChannel.hasSubscribers) errorChannel.publish({ code, statusCode, error } satisfies ErrorMessage)
   }
 
+  onStreamOpen (channels: readonly string[]): void {
+    this.#streamsOpen++
+    if (streamOpenChannel.hasSubscribers) streamOpenChannel.publish({ channels } satisfies StreamOpenMessage)
+  }
+
+  /** One write to a stream: `messages` SSE messages (none for a heartbeat) in `bytes` bytes. */
+  onStreamWrite (messages: number, bytes: number): void {
+    this.#streamMessages += messages
+    this.#streamBytes += bytes
+  }
+
+  onStreamEnd (channels: readonly string[], reason: StreamEndReason, queuedBytes: number): void {
+    this.#streamsOpen--
+    this.#streamsEnded[reason]++
+    if (streamEndChannel.hasSubscribers) streamEndChannel.publish({ channels, reason, queuedBytes } satisfies StreamEndMessage)
+  }
+
   stats (channels: number, pending: number, health: EngineHealth | undefined): CometStats {
     let cumulative = 0
     const buckets = this.#bucketCounts.map((count, i) => {
@@ -136,7 +179,8 @@ export class CometMetrics {
       hangUps: this.#hangUps,
       gaps: this.#gaps,
       errors: Object.fromEntries(this.#errors),
-      publishToAnswerMs: { buckets, sum: this.#latencySum, count: this.#latencyCount }
+      publishToAnswerMs: { buckets, sum: this.#latencySum, count: this.#latencyCount },
+      streams: { open: this.#streamsOpen, messages: this.#streamMessages, bytes: this.#streamBytes, ended: { ...this.#streamsEnded } }
     }
     if (health !== undefined) stats.engine = { connected: health.connected, reconnections: health.reconnections, healedNotifications: health.healedNotifications }
     return stats

@@ -2,7 +2,9 @@ import type { FastifyRequest, LogLevel, RouteShorthandOptions } from 'fastify'
 import type { CometEngine } from './engines/engine.js'
 import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from './engines/defaults.js'
 import { errors } from './errors.js'
+import { resolveStreamOptions, streamOptionNames, type CometStreamOptions, type ResolvedStreamOptions } from './stream-options.js'
 import { invalid, positiveInteger, positiveNumber } from './validate.js'
+import { resolvePresenceOptions, type PresenceOptions, type ResolvedPresenceOptions } from './presence/options.js'
 
 /**
  * Decides whether a request may publish to, or subscribe to, one channel. Return (or resolve)
@@ -11,7 +13,8 @@ import { invalid, positiveInteger, positiveNumber } from './validate.js'
  */
 export type CometAuthorizer = (request: FastifyRequest, channel: string) => boolean | Promise<boolean>
 
-export interface CometOptions {
+/** The plugin's options; those of presence are in lib/presence/options.ts, those of streaming in lib/stream-options.ts. */
+export interface CometOptions extends PresenceOptions, CometStreamOptions {
   /**
    * Path prefix of the plugin's routes. The register option of the same name does not apply to a
    * plugin made with fastify-plugin, so the plugin reads its own.
@@ -194,6 +197,10 @@ export interface ResolvedCometOptions {
   /** Route options given to every route; `logLevel` only when the user set one. */
   routeOptions: CometRouteOptions
   schemaHide: boolean
+  /** Streaming (Server-Sent Events): lib/stream-options.ts. */
+  stream: ResolvedStreamOptions
+  /** Undefined: presence is off. */
+  presence: ResolvedPresenceOptions | undefined
 }
 
 export const defaultPrefix = '/comet'
@@ -237,8 +244,13 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
     routeConfig,
     constraints,
     schemaHide = false,
-    ...unknown
+    presence,
+    presenceGrace,
+    presenceEvents,
+    presenceMaxMembers,
+    ...others
   } = options
+  const { stream, rest: unknown } = resolveStreamOptions(others)
 
   const [unknownName] = Object.keys(unknown)
   if (unknownName !== undefined) throw new errors.FST_COMET_UNKNOWN_OPTION(unknownName, knownOptionNames())
@@ -289,6 +301,7 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
   const pollTimeoutMs = tries * sleep * 1000
   // A timer longer than 2^31 - 1 ms fires at once in Node.js, which would turn every poll into a busy loop.
   if (pollTimeoutMs > 0x7fffffff) invalid('tries', 'such that tries × sleep is at most 24 days', tries)
+  const resolvedPresence = resolvePresenceOptions({ presence, presenceGrace, presenceEvents, presenceMaxMembers }, pollTimeoutMs)
 
   return {
     prefix,
@@ -315,14 +328,16 @@ export function resolveOptions (options: CometOptions): ResolvedCometOptions {
       ...(routeConfig === undefined ? {} : { config: routeConfig }),
       ...(constraints === undefined ? {} : { constraints })
     },
-    schemaHide
+    schemaHide,
+    presence: resolvedPresence,
+    stream
   }
 }
 
 function knownOptionNames (): string {
   return ['prefix', 'tries', 'sleep', 'historySize', 'historyTtl', 'historyBytes', 'historyChannels', 'idempotencyWindow', 'idempotencyKeys', 'maxChannels', 'maxPayload', 'maxPending',
     'batchSize', 'maxReplyBytes', 'authorizePublish', 'authorizeSubscribe', 'engine', 'serveClient', 'logLevel', 'logSerializers',
-    'routeConfig', 'constraints', 'schemaHide'].join(', ')
+    'routeConfig', 'constraints', 'schemaHide', 'presence', 'presenceGrace', 'presenceEvents', 'presenceMaxMembers', ...streamOptionNames].join(', ')
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {

@@ -86,6 +86,10 @@ export function registerCometMetrics (comet: CometStatsSource, { registry = glob
   counter('hang_ups_total', 'Polls whose client hung up before they were answered.', s => s.hangUps)
   counter('gaps_total', 'Channels reported in the gap of a reply.', s => s.gaps)
   labelledCounter('errors_total', 'Error replies of the plugin\'s routes, by error code (or status code).', 'code', s => s.errors)
+  gauge('open_streams', 'Streams (Server-Sent Events) open right now.', s => s.streams.open)
+  counter('stream_messages_total', 'SSE messages sent to streams: events, gaps, and the position each stream opens with.', s => s.streams.messages)
+  counter('stream_bytes_total', 'Bytes written to streams, heartbeats included.', s => s.streams.bytes)
+  labelledCounter('streams_ended_total', 'Streams ended, by reason: hang-up, slow (past maxStreamQueueBytes), lifetime, close, error.', 'reason', s => s.streams.ended)
   registry.registerMetric(new StatsHistogram(prefix + 'publish_to_answer_seconds',
     'Seconds from a publish (as the bus learns of it) to the answer of each poll it woke.', stats))
 

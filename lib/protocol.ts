@@ -62,7 +62,8 @@ function add ({ channels, positions }: { channels: string[], positions: ReadPosi
   }
 }
 
-function readPosition (cursor: string): ReadPosition {
+/** Where a cursor a client sent reads from: "0" or nothing from now, "all" from the oldest held. */
+export function readPosition (cursor: string): ReadPosition {
   if (cursorFromNow.includes(cursor)) return fromNow
   if (cursor === cursorAllHeld) return fromOldest
   return cursor

@@ -26,9 +26,9 @@ interface Report {
   targets: Array<{ target: string, value: number | null }>
 }
 
-const contenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2']
+const contenders = ['floor', 'fastify-floor', 'protocol-floor', 'fastify-comet', 'fastify-comet-metrics', 'file-polling', 'faye', 'socket.io', 'fastify-comet-redis-x2', 'sse-floor', 'fastify-comet-sse']
 // Events these keep until each subscriber has them; the floors and file polling keep only the latest.
-const keepHistory = ['fastify-comet', 'fastify-comet-metrics', 'faye', 'socket.io', 'fastify-comet-redis-x2']
+const keepHistory = ['fastify-comet', 'fastify-comet-metrics', 'faye', 'socket.io', 'fastify-comet-redis-x2', 'fastify-comet-sse']
 const figureNames = {
   fanout: ['fanoutMs', 'fanoutMaxMs', 'latencyP50Ms', 'latencyP99Ms', 'cpuPerEventUs', 'allocatedPerEventBytes', 'lost', 'duplicated', 'errors'],
   cost: ['rssPerSubscriberKB', 'heapPerSubscriberKB', 'idleCpuPercent'],

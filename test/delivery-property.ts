@@ -13,14 +13,28 @@
 // end every client catches up, and what each received on each channel must be what was published
 // there: nothing lost, nothing twice, nothing out of order, and never a gap.
 //
+// Some clients stream (Server-Sent Events) instead of polling, and some move between the two at
+// each start: a stream client keeps the cursors of the last message id it received and reconnects
+// with them as Last-Event-ID, on the URL it first used, as an EventSource does; its hang-ups and
+// reconnects close the stream at any point, and it catches up by polls at the end.
+//
 // Some clients are pages rendered on the server: they start when a 'render' action comes, from
 // the position server code read (fastify.comet.position) or after the events it rendered from
 // fastify.comet.history, and must then receive exactly what was published after the render.
+//
+// In some runs the servers track presence (PRESENCE_OPTIONS): each client polls as one of two
+// members (so that two clients may share an identity), and pages take snapshots of the members of
+// the first channel short enough to have joins and leaves, at the start and at random moments, and follow its joins and leaves from the
+// snapshot's cursor. Once every member has left, each page's list, rebuilt from the events, must
+// equal the snapshot (empty), each member having joined and left in turn, never twice in a row.
 import { strict as assert } from 'node:assert'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fc from 'fast-check'
 import type { Test } from 'tap'
+import type { CometOptions } from '../plugin.js'
 import { eventually, poll, publish, sleep, within as settleWithin, type PollReply } from './helpers.js'
+import { openStream, type OpenedStream } from './sse-client.js'
+import { MemberList } from './presence-helpers.js'
 
 /** One try of 50 ms: polls time out often, so timeouts interleave with everything else. */
 export const TRIES = 1
@@ -28,6 +42,12 @@ export const SLEEP = 0.05
 /** More than a run can publish on one channel: the history always holds every event. */
 export const HISTORY_SIZE = 1000
 const MAX_ACTIONS = 30
+/** What makeServers adds to the plugin's options in a run with presence. */
+export const PRESENCE_OPTIONS = {
+  presence: (request: FastifyRequest) => ({ id: String(request.headers['x-member']) }),
+  presenceEvents: true,
+  presenceGrace: 0.1
+} satisfies CometOptions
 /** No reply of this test should take longer than a poll timeout; this bounds a hung one. */
 const HANG_MS = 5000
 
@@ -55,6 +75,8 @@ type Action =
   | { do: 'wait', ms: number }
   /** Renders a page for a client that starts from a render: reads its channels' positions or history on a server. */
   | { do: 'render', client: number, server: number, via: 'position' | 'history' }
+  /** With presence: a page reads the first channel's members and follows their joins and leaves. */
+  | { do: 'snapshot', server: number }
 
 interface ClientPlan {
   channels: string[]
@@ -65,6 +87,10 @@ interface ClientPlan {
   from: '0' | 'all' | 'render'
   /** Polls again as soon as a reply comes, as a browser client does; else only when told to. */
   loops: boolean
+  /** How the client subscribes: long-polls, a stream, or each in turn. */
+  transport: 'poll' | 'stream' | 'mixed'
+  /** The member it polls as, when the servers track presence. */
+  member: string
 }
 
 interface Scenario {
@@ -72,6 +98,7 @@ interface Scenario {
   clients: ClientPlan[]
   /** Small batches, and a small maxReplyBytes, make clients catch up over several replies. */
   limits: ServerLimits
+  presence: boolean
   actions: Action[]
 }
 
@@ -95,13 +122,15 @@ const rawAction = fc.oneof(
   { weight: 1, arbitrary: fc.record({ do: fc.constant('hangUp'), client: fc.nat(2) }) },
   { weight: 1, arbitrary: fc.record({ do: fc.constant('reconnect'), client: fc.nat(2), server: fc.nat(1) }) },
   { weight: 2, arbitrary: fc.record({ do: fc.constant('wait'), ms: fc.constantFrom(0, 2, 10, 30, 60) }) },
-  { weight: 1, arbitrary: fc.record({ do: fc.constant('render'), client: fc.nat(2), server: fc.nat(1), via: fc.constantFrom('position', 'history') }) }
+  { weight: 1, arbitrary: fc.record({ do: fc.constant('render'), client: fc.nat(2), server: fc.nat(1), via: fc.constantFrom('position', 'history') }) },
+  { weight: 1, arbitrary: fc.record({ do: fc.constant('snapshot'), server: fc.nat(1) }) }
 )
 
 const scenarios: fc.Arbitrary<Scenario> = fc.record({
   channels: fc.uniqueArray(channelName, { minLength: 1, maxLength: 3 }),
-  clients: fc.array(fc.record({ picks: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), from: fc.constantFrom('0', 'all', 'render'), loops: fc.boolean() }), { minLength: 1, maxLength: 3 }),
+  clients: fc.array(fc.record({ picks: fc.uniqueArray(fc.nat(2), { minLength: 1, maxLength: 3 }), from: fc.constantFrom('0', 'all', 'render'), loops: fc.boolean(), member: fc.constantFrom('m0', 'm1'), transport: fc.constantFrom('poll', 'stream', 'mixed') }), { minLength: 1, maxLength: 3 }),
   batchSize: fc.constantFrom(100, 2, 1),
+  presence: fc.boolean(),
   // About one to three events in a reply, with their names and text.
   maxReplyBytes: fc.constantFrom(1024 * 1024, 500),
   actions: fc.array(rawAction, { maxLength: MAX_ACTIONS, size: 'max' })
@@ -110,12 +139,14 @@ const scenarios: fc.Arbitrary<Scenario> = fc.record({
   const client = (i: number): number => i % raw.clients.length
   return {
     channels: raw.channels,
-    clients: raw.clients.map(c => ({ channels: [...new Set(c.picks.map(channel))], from: c.from, loops: c.loops })),
+    clients: raw.clients.map(c => ({ channels: [...new Set(c.picks.map(channel))], from: c.from, loops: c.loops, member: c.member, transport: c.transport })),
     limits: { batchSize: raw.batchSize, maxReplyBytes: raw.maxReplyBytes },
+    presence: raw.presence,
     actions: raw.actions.map((a): Action => {
       switch (a.do) {
         case 'publish': return { do: 'publish', channels: [...new Set(a.channels.map(channel))], via: a.via, server: a.server }
         case 'wait': return { do: 'wait', ms: a.ms }
+        case 'snapshot': return { do: 'snapshot', server: a.server }
         case 'hangUp': return { do: a.do, client: client(a.client) }
         case 'render': return { do: a.do, client: client(a.client), server: a.server, via: a.via }
         default: return { do: a.do, client: client(a.client), server: a.server }
@@ -128,6 +159,8 @@ const scenarios: fc.Arbitrary<Scenario> = fc.record({
 
 interface Outstanding {
   readonly controller: AbortController
+  /** For a stream, once it is open. */
+  stream?: OpenedStream
 }
 
 class Client {
@@ -151,6 +184,9 @@ class Client {
   readonly #origins: readonly string[]
   readonly #maxReplyBytes: number
   readonly #inFlight: Array<Promise<unknown>>
+  readonly #plan: ClientPlan
+  #starts = 0
+  readonly #headers: Record<string, string>
   /** Settles when the outstanding poll, if any, has been received or failed. */
   #settled: Promise<void> = Promise.resolve()
 
@@ -161,8 +197,10 @@ class Client {
     this.cursors = new Map(plan.channels.map(channel => [channel, plan.from]))
     this.rendered = plan.from !== 'render'
     for (const channel of plan.channels) this.received.set(channel, [])
+    this.#plan = plan
     this.#origins = origins
     this.#inFlight = inFlight
+    this.#headers = { 'x-member': plan.member }
   }
 
   /** Starts a poll from the saved cursors; its reply counts only if the client does not hang up first. */
@@ -170,7 +208,12 @@ class Client {
     if (this.outstanding !== undefined || !this.rendered) return
     const current: Outstanding = { controller: new AbortController() }
     this.outstanding = current
-    const request = poll(this.#origin(server), Object.fromEntries(this.cursors), { signal: current.controller.signal })
+    const { transport } = this.#plan
+    if (transport === 'stream' || (transport === 'mixed' && this.#starts++ % 2 === 0)) {
+      this.#startStream(current, server)
+      return
+    }
+    const request = poll(this.#origin(server), Object.fromEntries(this.cursors), { signal: current.controller.signal, headers: this.#headers })
     this.#settled = request.then(
       reply => {
         // A reply that completes after the hang-up (even one already on its way) is not seen.
@@ -187,6 +230,59 @@ class Client {
       }
     )
     this.#inFlight.push(this.#settled)
+  }
+
+  // A stream from the URL the client began with, resumed with its cursors as Last-Event-ID. It
+  // stays open until the client hangs up; a stream the server ends counts as a hang-up.
+  #startStream (current: Outstanding, server: number): void {
+    const lastEventId = [...this.cursors].map(([channel, cursor]) => `${channel}=${cursor}`).join(',')
+    const url = Object.fromEntries(this.channels.map(channel => [channel, this.#plan.from === 'render' ? '0' : this.#plan.from]))
+    const opened = openStream(this.#origin(server), url, { lastEventId, headers: this.#headers }).then(stream => {
+      if (this.outstanding !== current) {
+        stream.close()
+        return
+      }
+      current.stream = stream
+      if (stream.status !== 200) {
+        this.outstanding = undefined
+        this.problems.push(`${this.name}: stream answered ${stream.status}`)
+        return
+      }
+      let seen = 0
+      const receive = (): void => {
+        // Only what came before the hang-up counts, message by message.
+        if (this.outstanding !== current) return
+        const { messages } = stream.parser
+        for (; seen < messages.length; seen++) this.#receiveMessage(messages[seen] as OpenedStream['parser']['messages'][number])
+      }
+      stream.response.on('data', receive)
+      receive()
+      stream.ended.then(() => { if (this.outstanding === current) this.outstanding = undefined }, () => {})
+      // Settled once the stream's first message, its cursors, is in.
+      return stream.until(parser => parser.messages.length > 0, HANG_MS).then(receive, () => {})
+    }, (error: unknown) => {
+      if (this.outstanding !== current) return
+      this.outstanding = undefined
+      this.problems.push(`${this.name}: stream failed: ${String(error)}`)
+    })
+    this.#settled = opened
+    this.#inFlight.push(opened)
+  }
+
+  #receiveMessage (message: OpenedStream['parser']['messages'][number]): void {
+    const problem = (what: string): void => { this.problems.push(`${this.name}: ${what} in ${JSON.stringify(message)}`) }
+    const cursors = new Map((message.id ?? '').split(',').map(pair => pair.split('=') as [string, string]))
+    if (!isDeepEqual([...cursors.keys()].sort(), [...this.channels].sort())) problem('the id does not name exactly the subscribed channels')
+    if (message.event === 'gap') {
+      this.gaps.push(...(JSON.parse(message.data) as { channels: string[] }).channels)
+    } else if (message.data !== '') {
+      const event = JSON.parse(message.data) as { channel: string, id: string, data: unknown }
+      const held = this.received.get(event.channel)
+      if (held === undefined) problem('an event of another channel')
+      else held.push(event.data)
+      if (cursors.get(event.channel) !== event.id) problem('the id does not carry the event\'s cursor')
+    }
+    for (const [channel, cursor] of cursors) if (this.cursors.has(channel)) this.cursors.set(channel, cursor)
   }
 
   /**
@@ -216,6 +312,7 @@ class Client {
     if (current === undefined) return
     this.outstanding = undefined
     current.controller.abort()
+    current.stream?.close()
   }
 
   /** Waits for the outstanding poll, which answers within the poll timeout. */
@@ -227,7 +324,7 @@ class Client {
   async drain (): Promise<void> {
     // Each reply with news brings at least one event, and a run publishes at most 3 × MAX_ACTIONS.
     for (let polls = 0; polls <= 3 * MAX_ACTIONS + 1; polls++) {
-      const reply = await within(poll(this.#origin(polls), Object.fromEntries(this.cursors)), `a drain poll of ${this.name}`)
+      const reply = await within(poll(this.#origin(polls), Object.fromEntries(this.cursors), { headers: this.#headers }), `a drain poll of ${this.name}`)
       this.receive(reply.status, reply.body)
       if (reply.status !== 200 || (reply.body.s === 0 && reply.body.m === undefined)) return
     }
@@ -277,16 +374,22 @@ export interface RunServers {
   close (): Promise<void>
 }
 
-async function play (scenario: Scenario, makeServers: (limits: ServerLimits) => Promise<RunServers>): Promise<void> {
-  const { apps, origins, close } = await makeServers(scenario.limits)
+async function play (scenario: Scenario, makeServers: (limits: ServerLimits, presence: boolean) => Promise<RunServers>): Promise<void> {
+  const { apps, origins, close } = await makeServers(scenario.limits, scenario.presence)
   const app = (server: number): FastifyInstance => apps[server % apps.length] as FastifyInstance
   const inFlight: Array<Promise<unknown>> = []
   const clients = scenario.clients.map((plan, i) => new Client(`client ${i}`, plan, origins, inFlight, scenario.limits.maxReplyBytes))
   /** Per channel, the data of every event published on it, in order. */
   const published = new Map<string, unknown[]>(scenario.channels.map(channel => [channel, []]))
   let count = 0
+  // The first channel with a <channel>@presence: at most 119 characters.
+  const watched = scenario.channels.find(channel => channel.length <= 119)
+  const withPresence = scenario.presence && watched !== undefined
+  const pages: MemberList[] = []
+  const takeSnapshot = async (server: number, channel = watched as string): Promise<void> => { pages.push(new MemberList(channel, await app(server).comet.presence(channel), { strict: true })) }
 
   try {
+    if (withPresence) await takeSnapshot(0)
     // "0" means "from now": those clients poll once before anything is published, so that their
     // start is well defined, and wait for the timeout's reply with their first real cursors.
     const fromNow = clients.filter((_, i) => scenario.clients[i]?.from === '0')
@@ -320,13 +423,16 @@ async function play (scenario: Scenario, makeServers: (limits: ServerLimits) => 
           client.looping = scenario.clients[action.client]?.loops === true
           break
         }
+        case 'snapshot': if (withPresence) await takeSnapshot(action.server); break
       }
     }
 
-    // Let the outstanding polls answer, render the pages still to render, then catch every client up.
+    // Let the outstanding polls answer, render the pages still to render, close the streams, then
+    // catch every client up.
     for (const client of clients) client.looping = false
     for (const client of clients) await client.render(app(0), 'position', published)
     await Promise.all(clients.map(client => client.settle()))
+    for (const client of clients) if (client.outstanding?.stream !== undefined) client.hangUp()
     await Promise.all(clients.map(client => client.drain()))
     await within(Promise.allSettled(inFlight), 'the aborted polls')
 
@@ -346,7 +452,22 @@ async function play (scenario: Scenario, makeServers: (limits: ServerLimits) => 
     assert.deepEqual(observed, expected, 'every client receives the events of its channels exactly once and in order, and never a gap')
     assert.equal(apps.reduce((sum, app) => sum + app.comet.stats().published, 0), count)
     // Every client is done: no poll may stay behind, not even those of the clients that hung up.
-    await eventually(() => apps.every(app => app.comet.stats().pending === 0), HANG_MS)
+    await eventually(() => apps.every(app => app.comet.stats().pending === 0 && app.comet.stats().streams.open === 0), HANG_MS)
+
+    if (withPresence) {
+      // Quiet: once the grace period has passed, every member has left.
+      await eventually(async () => (await Promise.all(apps.map(async app => (await app.comet.presence(watched)).count))).every(n => n === 0), HANG_MS)
+      const final = await app(1).comet.presence(watched)
+      for (const [i, page] of pages.entries()) await within(page.catchUp(origins[i % origins.length] as string), 'a page catching up')
+      assert.deepEqual(
+        pages.map(page => ({ problems: page.problems, gaps: page.gaps, members: [...page.members.keys()] })),
+        pages.map(() => ({ problems: [], gaps: 0, members: final.members.map(m => m.id) })),
+        'each page rebuilds the member list of the snapshot from the joins and leaves after its own snapshot'
+      )
+      const members = new Set(scenario.clients.filter(c => c.channels.includes(watched)).map(c => c.member))
+      const joined = new Set(pages[0]?.events.filter(e => e.type === 'join').map(e => e.id))
+      assert.deepEqual([...joined].sort(), [...members].sort(), 'the page there from the start saw every member join: each client polls the channel at least to drain')
+    }
   } finally {
     for (const client of clients) client.hangUp()
     await within(Promise.allSettled(inFlight), 'the last polls').catch(() => {})
@@ -373,8 +494,8 @@ function isDeepEqual (a: unknown, b: unknown): boolean {
  * Checks the property over `numRuns` scenarios, each on fresh servers from `makeServers`, or as
  * many as `timeLimitMs` allows: a budget well inside tap's timeout. The test says how many ran.
  */
-export function deliveryProperty (t: Test, name: string, makeServers: (limits: ServerLimits) => Promise<RunServers>, { numRuns, timeLimitMs }: { numRuns: number, timeLimitMs: number }): void {
-  t.test(`${name}: every client receives every event exactly once, in order, across timeouts, hang-ups and reconnects`, async t => {
+export function deliveryProperty (t: Test, name: string, makeServers: (limits: ServerLimits, presence: boolean) => Promise<RunServers>, { numRuns, timeLimitMs }: { numRuns: number, timeLimitMs: number }): void {
+  t.test(`${name}: every client receives every event exactly once, in order, across timeouts, hang-ups and reconnects, and pages rebuild the member list from joins and leaves`, async t => {
     const { ran, outOfTime } = await checkWithinTime(fc.asyncProperty(scenarios, scenario => play(scenario, makeServers)), { numRuns, timeLimitMs })
     t.pass(`${ran} scenarios${outOfTime ? ` of ${numRuns}: the time limit of ${timeLimitMs / 1000} s was reached` : ''}`)
   })

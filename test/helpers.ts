@@ -43,8 +43,11 @@ export function subscribeQuery (cursors: Record<string, string>): string {
 }
 
 /** GET {prefix}/subscribe over a real socket; resolves to status and parsed JSON body. */
-export async function poll (origin: string, cursors: Record<string, string>, init: { signal?: AbortSignal, prefix?: string } = {}): Promise<{ status: number, headers: Headers, body: PollReply }> {
-  const response = await fetch(`${origin}${init.prefix ?? '/comet'}/subscribe?${subscribeQuery(cursors)}`, init.signal === undefined ? {} : { signal: init.signal })
+export async function poll (origin: string, cursors: Record<string, string>, init: { signal?: AbortSignal, prefix?: string, headers?: Record<string, string> } = {}): Promise<{ status: number, headers: Headers, body: PollReply }> {
+  const response = await fetch(`${origin}${init.prefix ?? '/comet'}/subscribe?${subscribeQuery(cursors)}`, {
+    ...(init.signal === undefined ? {} : { signal: init.signal }),
+    ...(init.headers === undefined ? {} : { headers: init.headers })
+  })
   return { status: response.status, headers: response.headers, body: await response.json() as PollReply }
 }
 
@@ -117,6 +120,7 @@ export function countersWith (changes: Partial<Omit<CometStats, 'publishToAnswer
     hangUps: 0,
     gaps: 0,
     errors: {},
+    streams: { open: 0, messages: 0, bytes: 0, ended: { 'hang-up': 0, slow: 0, lifetime: 0, close: 0, error: 0 } },
     ...changes
   }
 }

@@ -44,6 +44,10 @@ t.test('every metric is exposed with its type and the values of stats()', async 
     comet_hang_ups_total: 'COUNTER',
     comet_gaps_total: 'COUNTER',
     comet_errors_total: 'COUNTER',
+    comet_open_streams: 'GAUGE',
+    comet_stream_messages_total: 'COUNTER',
+    comet_stream_bytes_total: 'COUNTER',
+    comet_streams_ended_total: 'COUNTER',
     comet_publish_to_answer_seconds: 'HISTOGRAM'
   }, 'the metrics and their types; no engine metrics for the memory engine')
   for (const family of families.values()) t.match(family.help, /\w/, `${family.name} has help`)
@@ -59,6 +63,10 @@ t.test('every metric is exposed with its type and the values of stats()', async 
   t.equal(value(families, 'comet_hang_ups_total'), 0)
   t.equal(value(families, 'comet_gaps_total'), 0)
   t.equal(value(families, 'comet_errors_total', { code: 'FST_COMET_FORBIDDEN' }), 1)
+  t.equal(value(families, 'comet_open_streams'), 0)
+  t.equal(value(families, 'comet_stream_messages_total'), 0)
+  t.equal(value(families, 'comet_stream_bytes_total'), 0)
+  t.equal(value(families, 'comet_streams_ended_total', { reason: 'slow' }), 0, 'every reason of a stream\'s end has a series from the start')
 
   const [histogram] = families.get('comet_publish_to_answer_seconds')?.metrics ?? []
   const stats = app.comet.stats().publishToAnswerMs

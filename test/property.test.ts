@@ -2,7 +2,7 @@
 // memory engine. PROPERTY_RUNS and PROPERTY_SECONDS make a longer soak.
 import fc from 'fast-check'
 import t from 'tap'
-import { checkWithinTime, deliveryProperty, HISTORY_SIZE, SLEEP, TRIES } from './delivery-property.js'
+import { checkWithinTime, deliveryProperty, HISTORY_SIZE, PRESENCE_OPTIONS, SLEEP, TRIES } from './delivery-property.js'
 import { closeServer, serve, sleep } from './helpers.js'
 
 t.test('a soak that reaches its time limit ends green, with the number of scenarios it ran', async t => {
@@ -17,8 +17,8 @@ t.test('a soak that finds a failure before its time limit fails with fast-check\
   t.same(await checkWithinTime(fc.asyncProperty(fc.nat(), async () => true), { numRuns: 20, timeLimitMs: 60_000 }), { ran: 20, outOfTime: false }, 'and one that passes in time ran every scenario')
 })
 
-deliveryProperty(t, 'one server', async limits => {
-  const { app, origin } = await serve(t, { tries: TRIES, sleep: SLEEP, historySize: HISTORY_SIZE, ...limits })
+deliveryProperty(t, 'one server', async (limits, presence) => {
+  const { app, origin } = await serve(t, { tries: TRIES, sleep: SLEEP, historySize: HISTORY_SIZE, ...limits, ...(presence ? PRESENCE_OPTIONS : {}) })
   return { apps: [app], origins: [origin], close: () => closeServer(app) }
 }, {
   numRuns: Number(process.env.PROPERTY_RUNS ?? 80),

@@ -41,7 +41,10 @@ t.test('bad options throw coded errors at construction', async t => {
     ['keyPrefix', 7],
     ['detectDataLoss', 'yes'],
     ['idempotencyWindow', 0],
-    ['idempotencyWindow', Infinity]
+    ['idempotencyWindow', Infinity],
+    ['heartbeatInterval', 0],
+    ['heartbeatInterval', 3601],
+    ['heartbeatInterval', '1']
   ]
   for (const [name, value] of cases) {
     const options = { redis: redis.url, [name]: value } as unknown as RedisEngineOptions

@@ -4,19 +4,19 @@
 // REDIS_PROPERTY_RUNS and REDIS_PROPERTY_SECONDS make a longer soak.
 import t from 'tap'
 import { RedisEngine } from '../lib/engines/redis/index.js'
-import { deliveryProperty, HISTORY_SIZE, SLEEP, TRIES } from './delivery-property.js'
+import { deliveryProperty, HISTORY_SIZE, PRESENCE_OPTIONS, SLEEP, TRIES } from './delivery-property.js'
 import { closeServer, serve } from './helpers.js'
 import { startRedis } from './redis-server.js'
 
 const redis = await startRedis(t)
 let runs = 0
 
-deliveryProperty(t, 'two servers on one Redis', async limits => {
+deliveryProperty(t, 'two servers on one Redis', async (limits, presence) => {
   // A key prefix per run: each run starts from empty channels.
   const keyPrefix = `run${runs++}:`
   const servers = await Promise.all([0, 1].map(async () => {
     const engine = new RedisEngine({ redis: redis.url, keyPrefix, historySize: HISTORY_SIZE })
-    const served = await serve(t, { tries: TRIES, sleep: SLEEP, ...limits, engine })
+    const served = await serve(t, { tries: TRIES, sleep: SLEEP, ...limits, engine, ...(presence ? PRESENCE_OPTIONS : {}) })
     return { ...served, engine }
   }))
   return {

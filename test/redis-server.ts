@@ -23,6 +23,8 @@ export interface RedisServer {
   start (): Promise<void>
   /** SIGSTOP: connections stay open, and what clients send waits unanswered in the socket. */
   suspend (): void
+  /** SIGCONT after suspend(): what waited in the sockets is answered. */
+  resume (): void
   /** SIGKILL (suspended or not): a crash, every connection drops with what was under way. */
   crash (): Promise<void>
 }
@@ -109,6 +111,7 @@ export async function startRedis (t: Test, { cluster = false } = {}): Promise<Re
     shutdown,
     start,
     suspend: () => { child?.kill('SIGSTOP') },
+    resume: () => { child?.kill('SIGCONT') },
     crash,
     freePort
   }

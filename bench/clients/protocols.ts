@@ -1,6 +1,7 @@
 // How the driver subscribes to each contender: its native wire protocol, spoken directly over the
 // small HTTP client of http.ts, so that the client side costs the same little for everyone. Each
 // subscriber polls one channel until the process ends.
+import { WebSocket } from 'undici'
 import type { Http } from './http.js'
 
 /** Called with each message a subscriber receives. */
@@ -119,6 +120,70 @@ const socketIo: Subscribe = async (http, channel, onMessage, onError) => {
   pollForever(receive, onError)
 }
 
+/** Splits SSE text into messages and calls `onMessage` with each one's event type and data. */
+function sseMessages (onMessage: (event: string, data: string) => void): (text: string) => void {
+  let pending = ''
+  return text => {
+    pending += text
+    let end: number
+    while ((end = pending.indexOf('\n\n')) !== -1) {
+      let event = 'message'
+      let data = ''
+      for (const line of pending.slice(0, end).split('\n')) {
+        if (line.startsWith('data: ')) data = line.slice(6)
+        else if (line.startsWith('event: ')) event = line.slice(7)
+      }
+      pending = pending.slice(end + 2)
+      if (data !== '') onMessage(event, data)
+    }
+  }
+}
+
+// fastify-comet streaming: one stream from "now"; each message carries one event, a gap its own.
+const cometStream: Subscribe = async (http, channel, onMessage, onError, { onGap }) => {
+  await http.stream(`/comet/subscribe?subscribed[${channel}]=0`, sseMessages((event, data) => {
+    if (event === 'gap') {
+      onGap()
+      return
+    }
+    const { data: message } = JSON.parse(data) as { data: BenchMessage }
+    onMessage(message.seq, message.t)
+  }), onError)
+}
+
+// The streaming floor: a frame's data is the message itself.
+const floorStream: Subscribe = async (http, channel, onMessage, onError) => {
+  await http.stream(`/sse?ch=${channel}`, sseMessages((_event, data) => {
+    const message = JSON.parse(data) as BenchMessage
+    onMessage(message.seq, message.t)
+  }), onError)
+}
+
+// socket.io over WebSocket (Engine.IO v4 packets): open, connect the main namespace, emit
+// "subscribe" with an acknowledgement, then receive; pings are answered.
+const socketIoWebSocket: Subscribe = async (http, channel, onMessage, onError) => {
+  const socket = new WebSocket(`${http.origin.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`)
+  await new Promise<void>((resolve, reject) => {
+    socket.onerror = () => reject(new Error('socket.io WebSocket failed'))
+    socket.onclose = () => onError(new Error('socket.io closed the WebSocket'))
+    socket.onmessage = ({ data }) => {
+      const packet = String(data)
+      if (packet.startsWith('42')) {
+        const [, message] = JSON.parse(packet.slice(2)) as [string, BenchMessage]
+        onMessage(message.seq, message.t)
+      } else if (packet === '2') {
+        socket.send('3')
+      } else if (packet.startsWith('0{')) {
+        socket.send('40')
+      } else if (packet.startsWith('40')) {
+        socket.send(`420${JSON.stringify(['subscribe', channel])}`)
+      } else if (packet === '430[]') {
+        resolve()
+      }
+    }
+  })
+}
+
 export const protocols: Record<string, Subscribe> = {
   floor: latestOnly,
   'fastify-floor': latestOnly,
@@ -131,5 +196,9 @@ export const protocols: Record<string, Subscribe> = {
   faye,
   'socket.io': socketIo,
   'socket.io-redis': socketIo,
-  'socket.io-redis-x2': socketIo
+  'socket.io-redis-x2': socketIo,
+  'sse-floor': floorStream,
+  'fastify-comet-sse': cometStream,
+  'fastify-comet-redis-sse': cometStream,
+  'socket.io-ws': socketIoWebSocket
 }

@@ -10,9 +10,9 @@
 // - GET /open?atLeast=<n>: answers once at least n requests are open on the contender's server,
 //   so the driver learns that its subscribers are parked without polling.
 // The open-request gauge is one 'request' listener and one 'close' listener per response on the
-// contender's server: the same small cost for everyone.
+// contender's server (per socket, for an upgrade to WebSocket): the same small cost for everyone.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { HeapAllocations } from './heap-allocations.js'
 import { PhaseProfiles } from './phase-profiles.js'
 
@@ -66,6 +66,12 @@ export async function serveContender (contender: Contender): Promise<void> {
   server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
     open++
     response.once('close', () => { open-- })
+    if (openWaiters.length > 0) answerOpenWaiters()
+  })
+  // A WebSocket (socket.io-ws) is an upgraded request, open while its socket is.
+  server.on('upgrade', (_request: IncomingMessage, socket: Socket) => {
+    open++
+    socket.once('close', () => { open-- })
     if (openWaiters.length > 0) answerOpenWaiters()
   })
   function answerOpenWaiters (): void {

@@ -2,6 +2,7 @@
 // today; an engine on Redis (or anything with ordered history and notifications) implements the
 // same few methods, and the routes and the bus do not change. test/engine-contract.ts holds the
 // tests every engine must pass.
+import type { PresenceStore, PresenceStoreOptions } from '../presence/store.js'
 
 /** One published event as an engine keeps it. */
 export interface StoredEvent {
@@ -85,6 +86,12 @@ export interface CometEngine {
    * Engines that live in the process (MemoryEngine) leave it out.
    */
   attachLogger? (logger: EngineLogger): () => void
+  /**
+   * Where the members of channels live, for the `presence` option (lib/presence/store.ts): their
+   * joins and leaves are events of this engine, on `<channel>@presence`. An engine without it
+   * cannot be used with `presence`.
+   */
+  presenceStore? (options: PresenceStoreOptions): PresenceStore
 }
 
 /** What an engine needs of a logger; `fastify.log` (pino) is one. */

@@ -6,6 +6,8 @@ import { fromNow, fromOldest } from './engine.js'
 import { errors } from '../errors.js'
 import { IdempotencyKeys } from './idempotency-keys.js'
 import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl, defaultIdempotencyKeys, defaultIdempotencyWindow } from './defaults.js'
+import { MemoryPresenceStore } from '../presence/memory-store.js'
+import type { PresenceStore } from '../presence/store.js'
 
 export interface MemoryEngineOptions {
   /** Events kept per channel. @default 100 */
@@ -261,6 +263,11 @@ export class MemoryEngine implements CometEngine {
     this.#idempotencyKeys.clear()
     this.#oldest = this.#newest = undefined
     this.#bytes = this.#holding = 0
+  }
+
+  /** Members of channels in this process, on this engine's clock: see lib/presence/memory-store.ts. */
+  presenceStore (): PresenceStore {
+    return new MemoryPresenceStore(this, this.#now)
   }
 
   /** Bytes held as `historyBytes` counts them, channels holding events, and idempotency keys remembered: for tests and measurements. */

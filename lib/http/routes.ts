@@ -5,9 +5,12 @@ import type { CometBus, PollAnswerer } from '../bus.js'
 import { errors, type RetryAfterHeaders } from '../errors.js'
 import type { CometMetrics } from '../metrics.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
+import type { Presence } from '../presence/presence.js'
+import { presenceRoute } from '../presence/route.js'
 import { idempotencyKeyOfHeader, parseSubscription } from '../protocol.js'
 import { strictUtf8Bodies } from './body-parsers.js'
 import { cancelOnHangUp } from './hang-up.js'
+import { StreamHub, wantsStream } from './stream.js'
 import { quieterLogLevel, routeSchema } from './route-options.js'
 import { publishInPathSchema, publishInQuerySchema, subscribeSchema } from './schemas.js'
 
@@ -15,6 +18,8 @@ export interface CometRoutesOptions {
   bus: CometBus
   metrics: CometMetrics
   options: ResolvedCometOptions
+  /** Undefined when presence is off. */
+  presence?: Presence | undefined
 }
 
 interface PublishRoute {
@@ -23,11 +28,12 @@ interface PublishRoute {
   Body: unknown
 }
 
-export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, options }: CometRoutesOptions): Promise<void> {
+export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, options, presence }: CometRoutesOptions): Promise<void> {
   const { maxChannels, maxPayload, authorizePublish, authorizeSubscribe, routeOptions, schemaHide } = options
   // Every subscribe answer says how long the server lets a poll wait, in seconds: a client gives up
   // on a poll whose connection died silently once that, plus a margin, has passed.
   const cometWait = String(options.pollTimeoutMs / 1000)
+  const streams = new StreamHub(bus, metrics, options.stream)
 
   strictUtf8Bodies(fastify)
   // Polls must never be answered from a cache, and neither must their errors: the handlers say so
@@ -37,7 +43,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     reply.header('cache-control', 'no-store')
     // The Retry-After that the error carries (see lib/errors.ts), set here too so that the plugin's
     // routes send it under an error handler of the user's, which may not copy error.headers.
-    if (error.code === 'FST_COMET_TOO_MANY_PENDING' || error.code === 'FST_COMET_ENGINE_UNAVAILABLE') {
+    if (error.code === 'FST_COMET_TOO_MANY_PENDING' || error.code === 'FST_COMET_TOO_MANY_STREAMS' || error.code === 'FST_COMET_ENGINE_UNAVAILABLE') {
       // An engine of a third party may make its own error of the code, without the header.
       const retryAfter = (error as { headers?: Partial<RetryAfterHeaders> }).headers?.['retry-after']
       if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
@@ -56,15 +62,34 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     const channelCount = subscription.channels.length
     if (channelCount === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (channelCount > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(channelCount, maxChannels)
+    // Server-Sent Events on the same query, limits and authorization (lib/http/stream.ts).
+    if (wantsStream(request)) {
+      if (authorizeSubscribe === undefined) return streams.open(request, reply, subscription)
+      return authorizeEach(request, subscription.channels, authorizeSubscribe, 'subscribe to').then(() => new Promise<void>(resolve => {
+        streams.open(request, reply, subscription, resolve)
+      }))
+    }
     // Before the poll starts: it may be answered at once.
     reply.header('cache-control', 'no-store').type('application/json; charset=utf-8').header('comet-wait', cometWait)
     const wait = (request.query as { wait?: string }).wait !== '0'
+    let entered: Promise<(() => void) | undefined>
     if (authorizeSubscribe === undefined) {
-      cancelOnHangUp(request, reply, bus.poll(subscription, { wait, answerer: new ReplyAnswerer(reply) }))
-      return
+      // A presence hook that answers synchronously keeps the poll on this path.
+      const release = presence?.enter(request, subscription.channels)
+      if (!(release instanceof Promise)) {
+        if (release !== undefined) releaseWhenClosed(reply, release)
+        cancelOnHangUp(request, reply, bus.poll(subscription, { wait, answerer: new ReplyAnswerer(reply) }))
+        return
+      }
+      entered = release
+    } else {
+      // A channel's joins and leaves (<channel>@presence) are for those who may subscribe to it.
+      const guarded = presence === undefined ? subscription.channels : subscription.channels.map(name => presence.guardOf(name))
+      entered = authorizeEach(request, guarded, authorizeSubscribe, 'subscribe to').then(() => presence?.enter(request, subscription.channels))
     }
     // Resolves to the answer's JSON, which Fastify sends as an async handler's result.
-    return authorizeEach(request, subscription.channels, authorizeSubscribe, 'subscribe to').then(() => {
+    return entered.then(release => {
+      if (release !== undefined) releaseWhenClosed(reply, release)
       const poll = bus.poll(subscription, { wait })
       cancelOnHangUp(request, reply, poll)
       return poll.reply
@@ -81,8 +106,11 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     return publish(request, reply, request.query.channel)
   })
 
+  if (presence !== undefined) await fastify.register(presenceRoute, { presence, authorizeSubscribe, routeOptions, schemaHide })
+
   async function publish (request: FastifyRequest, reply: FastifyReply, channel: string): Promise<{ id: string }> {
     reply.header('cache-control', 'no-store')
+    presence?.checkPublish(channel)
     if (authorizePublish !== undefined) await authorizeEach(request, [channel], authorizePublish, 'publish to')
     // Checked by the bus rather than a header schema: fastify.comet.publish() takes the same key,
     // and a publish without one costs no validation of its headers.
@@ -94,6 +122,12 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     if (result.replayed === true) reply.header('idempotent-replayed', 'true')
     return result
   }
+}
+
+/** Present until the poll ends, answered or hung up (maybe while the hooks ran). */
+function releaseWhenClosed (reply: FastifyReply, release: () => void): void {
+  if (reply.raw.destroyed) release()
+  else reply.raw.once('close', release)
 }
 
 /** Sends a poll's answer, or its error, on its reply. */

@@ -1,20 +1,31 @@
 // The Redis engine: channels shared by every process on one Redis, with the memory engine's
 // guarantee (exactly once, in order, or a gap). Imported from 'fastify-comet/redis' only, so that
 // ioredis stays an optional peer dependency.
+import calculateSlot from 'cluster-key-slot'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import type { ChannelBacklog, ChannelWatcher, CometEngine, EngineHealth, EngineLogger, IdempotentPublish, ReadPosition, StoredEvent } from '../engine.js'
+import type { PresenceStore, PresenceStoreOptions } from '../../presence/store.js'
 import { fromNow, fromOldest } from '../engine.js'
 import { errors } from '../../errors.js'
 import { ConnectionLog, describeRedis } from './connection-log.js'
 import { formatCursor, freshEpoch, parseCursor } from './cursor.js'
+import { Heartbeat, type HeartbeatTarget } from './heartbeat.js'
 import { resolveRedisEngineOptions, type RedisEngineOptions } from './options.js'
-import { publishIdempotentScript, publishScript, readScript, runScript } from './scripts.js'
+import { RedisPresenceStore } from './presence.js'
+import { presenceScript, publishIdempotentScript, publishScript, readScript, runScript } from './scripts.js'
 import { ignore, Subscriptions } from './subscriptions.js'
 
 export type { RedisEngineOptions } from './options.js'
 
 /** Events up to this many bytes of JSON travel inside their notification; larger ones are read back. */
 const inlineLimit = 16 * 1024
+
+/** The heartbeat's names of the two connections to one Redis (a Cluster's nodes go by 'host:port'). */
+const commandKey = 'command'
+const subscriberKey = 'subscriber'
+
+/** How long before a heal that failed (a shard still failing over) is tried again. */
+const healRetryMs = 200
 
 /** How long before each reconnection attempt once Redis is gone: 100 ms, doubling, then every second. */
 function retryDelay (attempt: number): number {
@@ -53,8 +64,9 @@ export class RedisEngine implements CometEngine {
   readonly #subscriber: Connection
   readonly #subscriptions: Subscriptions
   readonly #connectionLog: ConnectionLog
-  /** Commands sent and not answered: rejected at once when the connection drops. */
-  readonly #inFlight = new Set<(error: Error) => void>()
+  /** Commands sent and not answered, with the node they went to: rejected at once when it drops or stops answering. */
+  readonly #inFlight = new Map<string, Set<(error: Error) => void>>()
+  readonly #heartbeat: Heartbeat
   /** Channels this engine published on, and when, for channelCount(). */
   readonly #published = new Map<string, number>()
   readonly #sweepTimer: NodeJS.Timeout
@@ -65,9 +77,10 @@ export class RedisEngine implements CometEngine {
   #healedDrops = 0
   #healedNotifications = 0
   #closed = false
+  #healRetry: NodeJS.Timeout | undefined
 
   constructor (options: RedisEngineOptions) {
-    const { redis, historySize, historyTtlMs, keyPrefix, detectDataLoss, idempotencyWindowMs } = resolveRedisEngineOptions(options)
+    const { redis, historySize, historyTtlMs, keyPrefix, detectDataLoss, idempotencyWindowMs, heartbeatIntervalMs } = resolveRedisEngineOptions(options)
     this.#historySize = historySize
     this.#historyTtlMs = historyTtlMs
     this.#keyPrefix = keyPrefix
@@ -75,9 +88,23 @@ export class RedisEngine implements CometEngine {
     this.#idempotencyWindowMs = idempotencyWindowMs
     this.#ownsClient = typeof redis === 'string'
     const command = typeof redis === 'string' ? new Redis(redis, connectionOptions) : redis
+    // On a Cluster, ioredis's own health check of each sharded subscriber connection is the
+    // heartbeat there: it drops a connection that leaves a PING unanswered for an interval (of at
+    // least a second, ioredis's floor). Meanwhile the heartbeat of the masters' command
+    // connections refuses new subscriptions on a stuck shard.
     const subscriber = command.isCluster
-      ? (command as Cluster).duplicate(undefined, { shardedSubscribers: true, redisOptions: connectionOptions })
-      : (command as Redis).duplicate({ ...connectionOptions, autoResubscribe: false })
+      ? (command as Cluster).duplicate(undefined, {
+          // A duplicate of a lazyConnect client would wait for a first command that waits for it.
+          lazyConnect: false,
+          shardedSubscribers: true,
+          shardedSubscriberHealthCheckInterval: Math.max(heartbeatIntervalMs, 1000),
+          // A slot that moved is told by a sunsubscribe pushed by the old owner, on which ioredis
+          // loads the slot table once, maybe from a node that does not know of the move yet; then
+          // nothing would load it again. Loaded every interval, a move is followed within one.
+          slotsRefreshInterval: Math.max(heartbeatIntervalMs, 1000),
+          redisOptions: connectionOptions
+        })
+      : (command as Redis).duplicate({ ...connectionOptions, autoResubscribe: false, lazyConnect: false })
     this.#command = this.#track(command)
     this.#subscriber = this.#track(subscriber)
     this.#subscriptions = new Subscriptions(subscriber, keyPrefix, historyTtlMs / 2, () => this.#whenUp(this.#subscriber))
@@ -96,9 +123,10 @@ export class RedisEngine implements CometEngine {
     this.#listen(command, 'close', () => {
       this.#drops++
       const lost = new errors.FST_COMET_ENGINE_UNAVAILABLE('the connection to Redis dropped')
-      for (const reject of this.#inFlight) reject(lost)
+      for (const rejects of this.#inFlight.values()) for (const reject of rejects) reject(lost)
       this.#inFlight.clear()
     })
+    this.#heartbeat = new Heartbeat(heartbeatIntervalMs, () => this.#heartbeatTargets(), key => this.#onStuck(key), () => this.#onAnswered())
     this.#listen(command, 'ready', () => this.#onReady())
     this.#listen(subscriber, 'close', () => {
       this.#drops++
@@ -109,13 +137,37 @@ export class RedisEngine implements CometEngine {
       if (this.#subscriber.started) this.#reconnections++
       this.#onReady()
     })
+    if (subscriber.isCluster) {
+      // ioredis keeps one sharded subscriber connection per master, and replaces one that drops
+      // (a failover, a node gone) or whose slots moved (resharding), and resubscribes it by
+      // itself, without telling when that holds. A lost one ends its channels' subscriptions
+      // here; each new topology (after a failover, a migration, or a sunsubscribe pushed by
+      // Redis) heals every channel: subscribe again, acknowledged, then catch up from history.
+      this.#listen(subscriber, '-node', (_redis: unknown, nodeKey: string | undefined) => {
+        // Without a node key, it is a command connection of the subscriber client's pool.
+        if (nodeKey === undefined) return
+        this.#drops++
+        const slots = (subscriber as Cluster).slots
+        this.#subscriptions.onDisconnect(redisChannel => slots[calculateSlot(redisChannel)]?.[0] === nodeKey)
+      })
+      this.#listen(subscriber, 'subscribersReady', () => {
+        this.#drops++
+        this.#onReady()
+      })
+      // ioredis may miss a slot that moved (its refresh can ask a node that does not know yet) and
+      // leave its channels unsubscribed: each slot table either client loads is checked too.
+      for (const client of [command, subscriber] as Cluster[]) {
+        const owners = new Map<number, string | undefined>()
+        this.#listen(client, 'refresh', () => this.#onSlotTable(client, owners))
+      }
+    }
     this.#listen(subscriber, 'smessage', (channel: string, message: string) => this.#subscriptions.onMessage(channel, message))
     this.#sweepTimer = setInterval(() => this.#sweepPublished(), Math.min(historyTtlMs, 60_000)).unref()
   }
 
   async publish (channel: string, json: string): Promise<string> {
     if (this.#closed) throw new errors.FST_COMET_CLOSED()
-    const id = await this.#call(publishScript, channel, [json, this.#historySize, inlineLimit], this.#subscriptions.redisChannel(channel)) as string
+    const id = await this.#call(publishScript, channel, [json, this.#historySize, inlineLimit]) as string
     this.#published.set(channel, Date.now())
     return id
   }
@@ -123,7 +175,7 @@ export class RedisEngine implements CometEngine {
   async publishIdempotent (channel: string, json: string, idempotencyKey: string): Promise<IdempotentPublish> {
     if (this.#closed) throw new errors.FST_COMET_CLOSED()
     const args = [json, this.#historySize, inlineLimit, this.#idempotencyWindowMs]
-    const [id, outcome] = await this.#call(publishIdempotentScript, channel, args, this.#subscriptions.redisChannel(channel), `i:${idempotencyKey}`) as [string, 0 | 1 | 2]
+    const [id, outcome] = await this.#call(publishIdempotentScript, channel, args, `i:${idempotencyKey}`) as [string, 0 | 1 | 2]
     if (outcome === 2) throw new errors.FST_COMET_IDEMPOTENCY_KEY_REUSED(JSON.stringify(idempotencyKey), channel)
     if (outcome === 0) this.#published.set(channel, Date.now())
     return { id, replayed: outcome === 1 }
@@ -145,6 +197,10 @@ export class RedisEngine implements CometEngine {
   }
 
   watch (channel: string, watcher: ChannelWatcher): void | Promise<void> {
+    // On a Cluster, the shard's subscriber connection would not answer either (ioredis's health
+    // check drops it only after an interval of silence of its own).
+    const node = this.#command.client.isCluster ? this.#nodeOf(this.#subscriptions.redisChannel(channel)) : subscriberKey
+    if (this.#heartbeat.isStuck(node)) return Promise.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(`Redis at ${node} does not answer`))
     return this.#subscriptions.watch(channel, watcher)
   }
 
@@ -166,10 +222,15 @@ export class RedisEngine implements CometEngine {
 
   health (): EngineHealth {
     return {
-      connected: this.#command.client.status === 'ready' && this.#subscriber.client.status === 'ready',
+      connected: this.#command.client.status === 'ready' && this.#subscriber.client.status === 'ready' && !this.#heartbeat.anyStuck,
       reconnections: this.#reconnections,
       healedNotifications: this.#healedNotifications
     }
+  }
+
+  /** Members of channels in Redis, shared by every process: see presence.ts beside this module. */
+  presenceStore ({ graceMs }: PresenceStoreOptions): PresenceStore {
+    return new RedisPresenceStore(this.#keyPrefix, graceMs, (keys, args) => this.#run(presenceScript, keys, [this.#historySize, inlineLimit, ...args]))
   }
 
   /** Closes the subscription connection, and the command connection when the engine opened it from a URL. */
@@ -177,9 +238,15 @@ export class RedisEngine implements CometEngine {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#sweepTimer)
+    clearTimeout(this.#healRetry)
+    this.#heartbeat.stop()
     this.#subscriptions.close()
     for (const [client, event, listener] of this.#listeners) client.removeListener(event, listener)
-    this.#subscriber.client.disconnect()
+    const subscriber = this.#subscriber.client
+    subscriber.disconnect()
+    // A Cluster closed while it connects may still become ready (ioredis), and then its slot-table
+    // refresh timer keeps the process alive: closed again when it does.
+    if (subscriber.isCluster) subscriber.once('ready', subscriber.disconnect.bind(subscriber))
     if (this.#ownsClient) this.#command.client.disconnect()
   }
 
@@ -195,21 +262,29 @@ export class RedisEngine implements CometEngine {
 
   // Runs a script on the channel's keys, which share the channel's hash tag (one Cluster slot).
   // `idempotencyRecord`: the name, after the tag, of the key that remembers an idempotency key.
-  async #call (script: typeof readScript, channel: string, args: ReadonlyArray<string | number>, notifications?: string, idempotencyRecord?: string): Promise<unknown> {
+  async #call (script: typeof readScript, channel: string, args: ReadonlyArray<string | number>, idempotencyRecord?: string): Promise<unknown> {
+    const tag = `${this.#keyPrefix}{${channel}}`
+    const keys = idempotencyRecord === undefined ? [`${tag}:m`, `${tag}:s`] : [`${tag}:m`, `${tag}:s`, `${tag}:${idempotencyRecord}`]
+    return this.#run(script, keys, args)
+  }
+
+  // Runs a script on keys of one hash tag (one Cluster slot), with the arguments of meta.lua
+  // first, failing with FST_COMET_ENGINE_UNAVAILABLE.
+  async #run (script: typeof readScript, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
     const up = this.#whenUp(this.#command)
     if (up !== undefined) await up
-    const tag = `${this.#keyPrefix}{${channel}}`
-    const keys = notifications === undefined ? [`${tag}:m`, `${tag}:s`] : [`${tag}:m`, `${tag}:s`, notifications]
-    if (idempotencyRecord !== undefined) keys.push(`${tag}:${idempotencyRecord}`)
+    const node = this.#nodeOf(keys[0] as string)
+    if (this.#heartbeat.isStuck(node)) throw new errors.FST_COMET_ENGINE_UNAVAILABLE(`Redis at ${node} does not answer`)
+    const inFlight = this.#inFlightOn(node)
     return new Promise((resolve, reject) => {
-      this.#inFlight.add(reject)
+      inFlight.add(reject)
       runScript(this.#command.client, script, keys, [freshEpoch(), this.#detectDataLoss, this.#historyTtlMs, ...args]).then(
         value => {
-          this.#inFlight.delete(reject)
+          inFlight.delete(reject)
           resolve(value)
         },
         (error: Error) => {
-          this.#inFlight.delete(reject)
+          inFlight.delete(reject)
           reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
         }
       )
@@ -230,7 +305,15 @@ export class RedisEngine implements CometEngine {
     if (this.#command.client.status !== 'ready' || this.#subscriber.client.status !== 'ready') return
     this.#connectionLog.onUp()
     if (this.#drops === this.#healedDrops) return
-    this.#heal().catch(ignore)
+    this.#heal().catch(() => {
+      // On a Cluster, a shard may still be failing over while the connection is ready: try
+      // again shortly rather than wait for the next event that may never come.
+      if (this.#closed || this.#healRetry !== undefined) return
+      this.#healRetry = setTimeout(() => {
+        this.#healRetry = undefined
+        this.#onReady()
+      }, healRetryMs).unref()
+    })
   }
 
   async #heal (): Promise<void> {
@@ -243,6 +326,62 @@ export class RedisEngine implements CometEngine {
     }))
     // A drop during the heal leaves it to the heal after the next reconnection.
     this.#healedDrops = drops
+  }
+
+  // The command connection (each master's, on a Cluster) and, on one Redis, the subscription one.
+  #heartbeatTargets (): HeartbeatTarget[] {
+    const command = this.#command.client
+    if (!command.isCluster) return [{ key: commandKey, client: command as Redis }, { key: subscriberKey, client: this.#subscriber.client as Redis }]
+    return (command as Cluster).nodes('master').map(client => ({ key: `${client.options.host}:${client.options.port}`, client }))
+  }
+
+  // The node that serves a key: its 'host:port' on a Cluster, as the client's slot table says.
+  #nodeOf (key: string): string {
+    const command = this.#command.client
+    if (!command.isCluster) return commandKey
+    return (command as Cluster).slots[calculateSlot(key)]?.[0] ?? commandKey
+  }
+
+  // A connection left a PING unanswered for a whole interval: what waits on it gets a 503 now,
+  // and so does what comes until it answers again. Its connection is not dropped (it may be the
+  // user's client); on one Redis, a stuck subscription connection may have missed notifications.
+  #onStuck (key: string): void {
+    this.#drops++
+    const stuck = new errors.FST_COMET_ENGINE_UNAVAILABLE(`Redis at ${key} does not answer`)
+    const inFlight = this.#inFlightOn(key)
+    for (const reject of inFlight) reject(stuck)
+    inFlight.clear()
+    if (key === subscriberKey) this.#subscriptions.onDisconnect()
+  }
+
+  // A slot of a watched channel now served by another master (resharding, failover): heal, as
+  // its subscription may have ended with the move (Redis pushes a sunsubscribe) and what was
+  // published since went unheard. `owners` holds what this client's table said before.
+  #onSlotTable (client: Cluster, owners: Map<number, string | undefined>): void {
+    let moved = false
+    for (const channel of this.#subscriptions.watchedChannels()) {
+      const slot = calculateSlot(this.#subscriptions.redisChannel(channel))
+      const owner = client.slots[slot]?.[0]
+      if (owners.has(slot) && owners.get(slot) !== owner) moved = true
+      owners.set(slot, owner)
+    }
+    if (!moved) return
+    this.#drops++
+    this.#onReady()
+  }
+
+  #inFlightOn (node: string): Set<(error: Error) => void> {
+    let inFlight = this.#inFlight.get(node)
+    if (inFlight === undefined) {
+      inFlight = new Set()
+      this.#inFlight.set(node, inFlight)
+    }
+    return inFlight
+  }
+
+  // It answers again: heal as after a reconnection, once nothing is stuck.
+  #onAnswered (): void {
+    if (!this.#heartbeat.anyStuck) this.#onReady()
   }
 
   #track (client: Redis | Cluster): Connection {

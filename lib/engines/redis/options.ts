@@ -37,6 +37,15 @@ export interface RedisEngineOptions {
    * @default 300
    */
   idempotencyWindow?: number | undefined
+  /**
+   * Seconds between the engine's PINGs on each connection (each master's on a Cluster, and each
+   * sharded subscriber connection through ioredis's health check). A connection that leaves one
+   * unanswered for this long is taken as cut off: polls and publishes that need it get a 503 at
+   * once until it answers again, so a Redis that stops answering without closing its connection
+   * (a partition, a stopped process) is found within two intervals.
+   * @default 1
+   */
+  heartbeatInterval?: number | undefined
 }
 
 export interface ResolvedRedisEngineOptions {
@@ -46,10 +55,11 @@ export interface ResolvedRedisEngineOptions {
   keyPrefix: string
   detectDataLoss: boolean
   idempotencyWindowMs: number
+  heartbeatIntervalMs: number
 }
 
 export const defaultKeyPrefix = 'comet:'
-const knownOptions = ['redis', 'historySize', 'historyTtl', 'keyPrefix', 'detectDataLoss', 'idempotencyWindow']
+const knownOptions = ['redis', 'historySize', 'historyTtl', 'keyPrefix', 'detectDataLoss', 'idempotencyWindow', 'heartbeatInterval']
 
 export function resolveRedisEngineOptions (options: RedisEngineOptions): ResolvedRedisEngineOptions {
   if (typeof options !== 'object' || options === null) invalid('options', 'an object like { redis: "redis://127.0.0.1:6379" }', options)
@@ -60,6 +70,7 @@ export function resolveRedisEngineOptions (options: RedisEngineOptions): Resolve
     keyPrefix = defaultKeyPrefix,
     detectDataLoss = true,
     idempotencyWindow = defaultIdempotencyWindow,
+    heartbeatInterval = 1,
     ...unknown
   } = options
   const [unknownName] = Object.keys(unknown)
@@ -77,5 +88,17 @@ export function resolveRedisEngineOptions (options: RedisEngineOptions): Resolve
   }
   if (typeof detectDataLoss !== 'boolean') invalid('detectDataLoss', 'true or false', detectDataLoss)
   positiveNumber('idempotencyWindow', idempotencyWindow, 'a positive number of seconds')
-  return { redis, historySize, historyTtlMs: Math.ceil(historyTtl * 1000), keyPrefix, detectDataLoss, idempotencyWindowMs: Math.ceil(idempotencyWindow * 1000) }
+  // (setInterval takes at most about 24 days; an hour is already far from "found in seconds".)
+  if (typeof heartbeatInterval !== 'number' || !(heartbeatInterval > 0 && heartbeatInterval <= 3600)) {
+    invalid('heartbeatInterval', 'a positive number of seconds, at most 3600', heartbeatInterval)
+  }
+  return {
+    redis,
+    historySize,
+    historyTtlMs: Math.ceil(historyTtl * 1000),
+    keyPrefix,
+    detectDataLoss,
+    idempotencyWindowMs: Math.ceil(idempotencyWindow * 1000),
+    heartbeatIntervalMs: Math.ceil(heartbeatInterval * 1000)
+  }
 }

@@ -1,5 +1,5 @@
 -- Publishes one event atomically: next offset, XADD with an exact MAXLEN, expiry, notification.
--- KEYS[3] the shard channel of notifications. ARGV[4] the event's JSON, ARGV[5] historySize,
+-- ARGV[4] the event's JSON, ARGV[5] historySize,
 -- ARGV[6] the largest JSON sent inside the notification (bigger events are read back).
 local epoch, top = current_epoch()
 top = redis.call('HINCRBY', KEYS[1], 't', 1)
@@ -13,5 +13,9 @@ local data = ''
 if string.len(ARGV[4]) <= tonumber(ARGV[6]) then data = ARGV[4] end
 -- "<cursor before> <cursor> <JSON or nothing>": a process whose polls wait at the cursor before
 -- answers them from the notification alone.
-redis.call('SPUBLISH', KEYS[3], epoch .. '.' .. (top - 1) .. ' ' .. id .. ' ' .. data)
+-- The shard channel of notifications, '<prefix>{<channel>}:n' beside the meta '…:m', is not among
+-- KEYS: on a Cluster, a slot being migrated answers TRYAGAIN to a script whose keys are partly
+-- missing, and a channel is never a key that exists, so every publish on the slot would fail until
+-- the migration ended. Same hash tag, same slot: Redis accepts it undeclared.
+redis.call('SPUBLISH', string.sub(KEYS[1], 1, -2) .. 'n', epoch .. '.' .. (top - 1) .. ' ' .. id .. ' ' .. data)
 return id

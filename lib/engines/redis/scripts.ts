@@ -20,6 +20,7 @@ function script (source: string): LuaScript {
 // meta.lua holds what the scripts share; Lua in Redis has no require.
 export const publishScript = script([read('meta.lua'), read('publish.lua')].join('\n'))
 export const readScript = script([read('meta.lua'), read('read.lua')].join('\n'))
+export const presenceScript = script([read('meta.lua'), read('presence.lua')].join('\n'))
 // A keyed publish runs the very publish.lua of a publish without a key, as a function that
 // idempotency.lua calls when the key is new, so the two can never drift apart.
 export const publishIdempotentScript = script([read('meta.lua'), 'local function publish_event ()', read('publish.lua'), 'end', read('idempotency.lua')].join('\n'))

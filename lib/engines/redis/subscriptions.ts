@@ -1,6 +1,7 @@
 // The Redis engine's subscriptions: one SSUBSCRIBE per channel per process, however many polls
 // watch it, sent in batches and dropped a little after the last watcher leaves. Each channel keeps
 // the newest notification, so the polls one publish wakes are answered without reading Redis.
+import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import type { ChannelBacklog, ChannelWatcher } from '../engine.js'
 import { errors } from '../../errors.js'
@@ -174,13 +175,18 @@ export class Subscriptions {
     for (const watcher of subscription.watchers) watcher.notify(channel)
   }
 
-  /** The subscriber connection dropped: no subscription holds until it is made again. */
-  onDisconnect (): void {
+  /**
+   * The subscriber connection dropped: no subscription holds until it is made again. On a Cluster,
+   * `lost` says which shard channels were on the connection that dropped (one per master); the
+   * others still hold.
+   */
+  onDisconnect (lost: (redisChannel: string) => boolean = () => true): void {
     this.#connection++
     const dropped = new errors.FST_COMET_ENGINE_UNAVAILABLE('the subscription connection dropped')
     for (const batch of this.#sent) batch.reject(dropped)
     this.#sent.clear()
     for (const subscription of this.#byChannel.values()) {
+      if (!lost(this.redisChannel(subscription.channel))) continue
       subscription.acked = false
       subscription.latest = undefined
       subscription.reads = new Map()
@@ -207,6 +213,9 @@ export class Subscriptions {
     // (A read from Redis notes the top when the process knew none, so `known` undefined never wakes.)
     if (subscription === undefined || subscription.known !== known || known === top) return 0
     subscription.known = top
+    // Nor may the newest notification answer a read: newer events came unheard (on a Cluster, the
+    // slot moved to a master this process was not subscribed on, with no connection dropped).
+    subscription.latest = undefined
     subscription.reads = new Map()
     const woken = subscription.watchers.size
     for (const watcher of subscription.watchers) watcher.notify(channel)
@@ -263,14 +272,14 @@ export class Subscriptions {
     this.#batch = undefined
     if (this.#toUnsubscribe.size > 0) {
       // Nothing waits for it; a failure means the connection dropped, which unsubscribes anyway.
-      this.#subscriber.sunsubscribe(...[...this.#toUnsubscribe].map(c => this.redisChannel(c))).catch(ignore)
+      for (const channels of this.#bySlot(this.#toUnsubscribe)) this.#subscriber.sunsubscribe(...channels).catch(ignore)
       this.#toUnsubscribe.clear()
     }
     if (this.#toSubscribe.size === 0) return batch.resolve()
-    const channels = [...this.#toSubscribe].map(c => this.redisChannel(c))
+    const commands = this.#bySlot(this.#toSubscribe).map(async channels => await this.#subscriber.ssubscribe(...channels))
     this.#toSubscribe.clear()
     this.#sent.add(batch)
-    this.#subscriber.ssubscribe(...channels).then(
+    Promise.all(commands).then(
       () => {
         this.#sent.delete(batch)
         batch.resolve()
@@ -280,6 +289,22 @@ export class Subscriptions {
         batch.reject(new errors.FST_COMET_ENGINE_UNAVAILABLE(error.message))
       }
     )
+  }
+
+  // The shard channels of these channels, in one list per SSUBSCRIBE: on a Cluster one per hash
+  // slot, as Redis (and ioredis, which sends each to its slot's node) refuses channels of
+  // several slots in one command; on one Redis, all in one.
+  #bySlot (channels: Iterable<string>): string[][] {
+    if (!this.#subscriber.isCluster) return [[...channels].map(c => this.redisChannel(c))]
+    const bySlot = new Map<number, string[]>()
+    for (const channel of channels) {
+      const redisChannel = this.redisChannel(channel)
+      const slot = calculateSlot(redisChannel)
+      const list = bySlot.get(slot)
+      if (list === undefined) bySlot.set(slot, [redisChannel])
+      else list.push(redisChannel)
+    }
+    return [...bySlot.values()]
   }
 }
 
