@@ -7,7 +7,7 @@ import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { CometClient, type CometBroadcastChannel, type CometClientOptions, type CometLocks, type CometSharing } from '../lib/client/client.js'
 import comet from '../plugin.js'
-import { closeServer, eventually, serve, sleep } from './helpers.js'
+import { closeServer, eventually, serve, sleep, within } from './helpers.js'
 
 interface LockRequest {
   name: string
@@ -739,4 +739,18 @@ t.test('a tab subscribing with after to a channel polled already, after events t
   await room.ready
   t.same(follower.gaps, [['room']])
   t.same(room.data, [3, 4])
+})
+
+t.test('a follower subscribing after the very cursor the poll waits at is ready at once, and gets what comes', async t => {
+  const { app, origin, browser, firstRoom } = await firstTabWith(t, ['shown'])
+  await eventually(() => app.comet.stats().pending === 1)
+  // Read right after the publish: the newest event's id, where the shared poll waits.
+  const position = await app.comet.position('room')
+  const follower = openTab(t, browser, origin)
+  const room = listen(follower.client, 'room', { after: position })
+  // Far below the 40 s a poll waits: a follower waiting for the poll's next answer would fail here.
+  await within(room.ready, 3000, 'ready')
+  await app.comet.publish('room', 'next')
+  await eventually(() => room.data.length === 1 && firstRoom.data.length === 2)
+  t.same(room.data, ['next'])
 })

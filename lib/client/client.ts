@@ -183,7 +183,7 @@ export class CometClient {
       case 'ack':
         if (message.to === this.#tab) {
           this.#setPollState(message.state)
-          this.#channels.onAck(message.c, message.cursor)
+          this.#channels.onAck(message.c, message.cursor, message.firstAnswerDue)
         }
         break
       case 'error':

@@ -63,7 +63,7 @@ export class PolledChannels {
           this.#transport.changed(true)
         }
         if (!channel.members.has(message.from)) channel.members.set(message.from, Date.now())
-        this.#options.send({ t: 'ack', from: tab, to: message.from, c: message.c, cursor: channel.confirmed ? channel.cursor : null, state: this.state })
+        this.#options.send({ t: 'ack', from: tab, to: message.from, c: message.c, cursor: channel.confirmed ? channel.cursor : null, firstAnswerDue: channel.answerAtOnce, state: this.state })
         break
       }
       case 'leave':

@@ -115,10 +115,19 @@ export class TabChannels {
   }
 
 
-  onAck (name: string, cursor: string | null): void {
+  onAck (name: string, cursor: string | null, firstAnswerDue: boolean): void {
     const state = this.#channels.get(name)
-    // An ack of the cursor this tab starts after: the answer from it is this tab's first.
-    if (state === undefined || state.head !== undefined || cursor === null || cursor === state.after) return
+    if (state === undefined || state.head !== undefined || cursor === null) return
+    if (cursor === state.after) {
+      // The poll asks from this tab's start: its answer is this tab's first. Or the poll is there
+      // already: this tab is in step with it.
+      if (firstAnswerDue) return
+      state.head = cursor
+      state.buffered = []
+      this.#markReady(state)
+      this.#options.onAnswer()
+      return
+    }
     // The channel was polled already, for other tabs: this one follows from its cursor on, and
     // what came before belongs to before it joined (or is read on its own, from its start).
     state.head = cursor
@@ -142,7 +151,7 @@ export class TabChannels {
       // The channel's first answer, from a start of another tab's: this tab reads from its own
       // start on its own, and takes the answer's cursor as an ack (its events are in that read).
       if (batch.from === null && state.after !== undefined) {
-        this.onAck(batch.c, batch.p)
+        this.onAck(batch.c, batch.p, false)
         continue
       }
       const first = state.head === undefined
