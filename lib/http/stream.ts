@@ -1,12 +1,12 @@
 // Where a stream goes out: a subscribe asked with `Accept: text/event-stream` is answered with
 // Server-Sent Events on a response held open (docs/streaming.md). The bus decides what a stream
-// gets (lib/bus-stream.ts); this module writes it, beats the heartbeat, bounds what a client may
+// gets (lib/bus/stream.ts); this module writes it, beats the heartbeat, bounds what a client may
 // leave unread, and ends streams on hang-up, lifetime and close.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Http2ServerResponse } from 'node:http2'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { CometBus } from '../bus.js'
-import type { BusStream, SharedDelivery, StreamEndReason, StreamSink } from '../bus-stream.js'
+import type { CometBus } from '../bus/bus.js'
+import type { BusStream, SharedDelivery, StreamEndReason, StreamSink } from '../bus/stream.js'
 import type { ChannelBacklog, ReadPosition } from '../engines/engine.js'
 import type { CometMetrics } from '../metrics.js'
 import { readPosition, type Subscription } from '../protocol.js'

@@ -1,12 +1,12 @@
 // The long-poll bus: publishes events into the engine and holds the polls that wait for them. It
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
-import { BusStream, type SharedStreamRead, type StreamBusAccess, type StreamSink } from './bus-stream.js'
-import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
-import { fromNow, fromOldest } from './engines/engine.js'
-import { errors, withRetryAfter } from './errors.js'
-import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
-import { defaultMaxReplyBytes } from './options.js'
-import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from './protocol.js'
+import { BusStream, type SharedStreamRead, type StreamBusAccess, type StreamSink } from './stream.js'
+import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from '../engines/engine.js'
+import { fromNow, fromOldest } from '../engines/engine.js'
+import { errors, withRetryAfter } from '../errors.js'
+import { CometMetrics, type AnswerReason, type CometStats } from '../metrics.js'
+import { defaultMaxReplyBytes } from '../options.js'
+import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from '../protocol.js'
 import { withinReplyBytes } from './reply-bound.js'
 
 export interface BusOptions {
@@ -77,7 +77,7 @@ export class CometBus {
   readonly #sharedReads = new Map<string, Map<string, SharedRead>>()
   readonly #metrics: CometMetrics
   #closing = false
-  /** The streams open or opening (lib/bus-stream.ts): they read through #streamAccess. */
+  /** The streams open or opening (lib/bus/stream.ts): they read through #streamAccess. */
   readonly #streams = new Set<BusStream>()
   readonly #streamAccess: StreamBusAccess
 
@@ -164,7 +164,7 @@ export class CometBus {
 
   /**
    * A stream: a subscribe that stays open and hands `sink` each event as it comes, with the
-   * reads, cursors and gap rules of a poll (lib/bus-stream.ts). It opens on start(), or fails
+   * reads, cursors and gap rules of a poll (lib/bus/stream.ts). It opens on start(), or fails
    * through the sink for a bad cursor, a store that is down, or when `maxStreams` streams are open.
    */
   stream (subscription: Subscription, sink: StreamSink): BusStream {

@@ -1,9 +1,9 @@
 // A subscribe that stays open (a stream): the bus's reads, cursors and gap rules, handed to a
 // transport as they come instead of as one answer. It knows nothing about HTTP or the wire format:
 // lib/http/stream.ts writes what it hands over as Server-Sent Events.
-import type { ChannelBacklog, ChannelWatcher, ReadPosition } from './engines/engine.js'
-import { fromOldest } from './engines/engine.js'
-import { cursorAllHeld, cursorFromNow, type Subscription } from './protocol.js'
+import type { ChannelBacklog, ChannelWatcher, ReadPosition } from '../engines/engine.js'
+import { fromOldest } from '../engines/engine.js'
+import { cursorAllHeld, cursorFromNow, type Subscription } from '../protocol.js'
 
 /**
  * Why a stream ended: its client hung up (or pipelined another request behind it), it fell
@@ -52,7 +52,7 @@ export interface StreamBusAccess {
   forget (stream: BusStream): void
 }
 
-/** The part of the bus's shared read (lib/bus.ts) that streams use. */
+/** The part of the bus's shared read (lib/bus/bus.ts) that streams use. */
 export interface SharedStreamRead extends SharedDelivery {
   backlog: ChannelBacklog | Promise<ChannelBacklog>
   /** The read cut to maxReplyBytes for a one-channel stream, made once for all of them. */
