@@ -1,7 +1,8 @@
 // Where a request enters: the subscribe and publish routes. They check what HTTP brings (schemas,
 // limits, authorization) and hand over to the bus.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
-import type { CometBus, PollAnswerer } from '../bus/bus.js'
+import type { CometBus } from '../bus/bus.js'
+import type { PollAnswerer } from '../bus/pending-poll.js'
 import { errors, type RetryAfterHeaders } from '../errors.js'
 import type { CometMetrics } from '../metrics.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
