@@ -8,7 +8,7 @@ import { fromNow, fromOldest } from '../engines/engine.js'
 import { errors, withRetryAfter } from '../errors.js'
 import { CometMetrics, type AnswerReason, type CometStats } from '../metrics.js'
 import { defaultMaxReplyBytes } from '../options.js'
-import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from '../protocol.js'
+import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from '../protocol/poll.js'
 import { withinReplyBytes } from './reply-bound.js'
 
 export interface BusOptions {

@@ -3,7 +3,7 @@
 // hundreds of megabytes.
 import type { ChannelBacklog, ReadPosition, StoredEvent } from '../engines/engine.js'
 import { fromOldest } from '../engines/engine.js'
-import { cursorAllHeld } from '../protocol.js'
+import { cursorAllHeld } from '../protocol/poll.js'
 
 /** `{"id":"…","data":…},` around each event's id and data: 7 + 9 + 1 + 1 bytes. */
 const eventFraming = 18

@@ -4,7 +4,7 @@
 import { hasNews } from './backlogs.js'
 import type { ChannelBacklog, ChannelWatcher, ReadPosition } from '../engines/engine.js'
 import { fromOldest } from '../engines/engine.js'
-import { cursorAllHeld, cursorFromNow, type Subscription } from '../protocol.js'
+import { cursorAllHeld, cursorFromNow, type Subscription } from '../protocol/poll.js'
 
 /**
  * Why a stream ended: its client hung up (or pipelined another request behind it), it fell

@@ -9,9 +9,9 @@ import type { CometBus } from '../bus/bus.js'
 import type { BusStream, SharedDelivery, StreamEndReason, StreamSink } from '../bus/stream.js'
 import type { ChannelBacklog, ReadPosition } from '../engines/engine.js'
 import type { CometMetrics } from '../metrics.js'
-import { readPosition, type Subscription } from '../protocol.js'
-import type { ResolvedStreamOptions } from '../stream-options.js'
-import { formatStreamFrames, formatStreamId, heartbeatFrame, parseStreamId, streamOpenFrame, type StreamFrames } from '../stream-protocol.js'
+import { readPosition, type Subscription } from '../protocol/poll.js'
+import type { ResolvedStreamOptions } from './stream-options.js'
+import { formatStreamFrames, formatStreamId, heartbeatFrame, parseStreamId, streamOpenFrame, type StreamFrames } from '../protocol/stream.js'
 import { cancelOnHangUp, type HeldPoll } from './hang-up.js'
 
 /** A stream ends at a random moment in the last fifth of its lifetime. */
