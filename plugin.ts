@@ -2,7 +2,7 @@
 // bus to the server's lifecycle and decorates the instance with `fastify.comet`.
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { CometBus, type ChannelHistory, type HistoryOptions, type PublishOptions, type PublishResult } from './lib/bus.js'
+import { CometBus, type ChannelHistory, type HistoryOptions, type PublishOptions, type PublishResult } from './lib/bus/bus.js'
 import { clientRoute } from './lib/http/client-route.js'
 import { closeIdleConnectionsUntilClosed } from './lib/http/drain.js'
 import { fromNow, fromOldest, type CometEngine } from './lib/engines/engine.js'
@@ -134,9 +134,9 @@ export default fastifyComet
 export { fastifyComet, fastifyComet as 'module.exports' }
 export type { CometOptions, CometAuthorizer } from './lib/options.js'
 export type { AnswerReason, CometStats, LatencyHistogram, AnswerMessage, ErrorMessage, HangUpMessage, PublishMessage, StreamStats, StreamOpenMessage, StreamEndMessage } from './lib/metrics.js'
-export type { StreamEndReason } from './lib/bus-stream.js'
+export type { StreamEndReason } from './lib/bus/stream.js'
 export type { CometEngine, ChannelBacklog, ChannelWatcher, EngineHealth, EngineLogger, IdempotentPublish, ReadPosition, StoredEvent } from './lib/engines/engine.js'
-export type { ChannelHistory, HistoryOptions, PublishOptions, PublishResult } from './lib/bus.js'
+export type { ChannelHistory, HistoryOptions, PublishOptions, PublishResult } from './lib/bus/bus.js'
 export { fromNow, fromOldest, MemoryEngine, errors, diagnosticsChannels }
 export type { MemoryEngineOptions } from './lib/engines/memory.js'
 export type { CometPresenceHook, PresenceIdentity } from './lib/presence/identity.js'

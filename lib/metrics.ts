@@ -3,7 +3,7 @@
 // and the routes call the `on…` methods; each is a few integer additions, and a channel's message
 // is built only when someone subscribes to it.
 import diagnostics from 'node:diagnostics_channel'
-import { streamEndReasons, type StreamEndReason } from './bus-stream.js'
+import { streamEndReasons, type StreamEndReason } from './bus/stream.js'
 import type { EngineHealth } from './engines/engine.js'
 
 /**

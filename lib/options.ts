@@ -2,7 +2,7 @@ import type { FastifyRequest, LogLevel, RouteShorthandOptions } from 'fastify'
 import type { CometEngine } from './engines/engine.js'
 import { defaultHistoryChannels, defaultHistorySize, defaultHistoryTtl } from './engines/defaults.js'
 import { errors } from './errors.js'
-import { resolveStreamOptions, streamOptionNames, type CometStreamOptions, type ResolvedStreamOptions } from './stream-options.js'
+import { resolveStreamOptions, streamOptionNames, type CometStreamOptions, type ResolvedStreamOptions } from './http/stream-options.js'
 import { invalid, positiveInteger, positiveNumber } from './validate.js'
 import { resolvePresenceOptions, type PresenceOptions, type ResolvedPresenceOptions } from './presence/options.js'
 
@@ -13,7 +13,7 @@ import { resolvePresenceOptions, type PresenceOptions, type ResolvedPresenceOpti
  */
 export type CometAuthorizer = (request: FastifyRequest, channel: string) => boolean | Promise<boolean>
 
-/** The plugin's options; those of presence are in lib/presence/options.ts, those of streaming in lib/stream-options.ts. */
+/** The plugin's options; those of presence are in lib/presence/options.ts, those of streaming in lib/http/stream-options.ts. */
 export interface CometOptions extends PresenceOptions, CometStreamOptions {
   /**
    * Path prefix of the plugin's routes. The register option of the same name does not apply to a
@@ -197,7 +197,7 @@ export interface ResolvedCometOptions {
   /** Route options given to every route; `logLevel` only when the user set one. */
   routeOptions: CometRouteOptions
   schemaHide: boolean
-  /** Streaming (Server-Sent Events): lib/stream-options.ts. */
+  /** Streaming (Server-Sent Events): lib/http/stream-options.ts. */
   stream: ResolvedStreamOptions
   /** Undefined: presence is off. */
   presence: ResolvedPresenceOptions | undefined

@@ -1,9 +1,9 @@
-// A stream's steps in the bus (lib/bus-stream.ts) with an engine whose reads the test controls:
+// A stream's steps in the bus (lib/bus/stream.ts) with an engine whose reads the test controls:
 // publishes, outages, failures, hang-ups and close can fall between them, and the stream still
 // hands over every event once, or ends.
 import t, { type Test } from 'tap'
-import type { SharedDelivery, StreamEndReason, StreamSink } from '../lib/bus-stream.js'
-import { CometBus } from '../lib/bus.js'
+import type { SharedDelivery, StreamEndReason, StreamSink } from '../lib/bus/stream.js'
+import { CometBus } from '../lib/bus/bus.js'
 import { errors } from '../lib/errors.js'
 import { fromNow, fromOldest, MemoryEngine, type ChannelBacklog, type ChannelWatcher, type CometEngine, type ReadPosition } from '../plugin.js'
 import { eventually } from './helpers.js'

@@ -1,7 +1,7 @@
 // The bus with an engine that answers reads asynchronously, as an engine over the network does:
 // publishes and hang-ups can then fall between a poll's steps.
 import t, { type Test } from 'tap'
-import { CometBus } from '../lib/bus.js'
+import { CometBus } from '../lib/bus/bus.js'
 import { fromNow, fromOldest, MemoryEngine, type ChannelBacklog, type ChannelWatcher, type CometEngine, type ReadPosition } from '../plugin.js'
 import { counters, countersWith, sleep, within } from './helpers.js'
 

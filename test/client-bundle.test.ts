@@ -22,8 +22,8 @@ t.test('the build writes the client as one module that imports nothing, with a m
   t.equal(map.sourcesContent, undefined, 'without a copy of them: the package ships the sources')
   // The channel-name rule and the reply's shape come from where the server defines them, and
   // nothing else of the server comes along.
-  t.ok(map.sources.some(source => source.endsWith('lib/wire-format.ts')), 'the rule of lib/wire-format.ts is bundled in')
-  t.same(map.sources.filter(source => !/lib\/(client\/[a-z-]+|wire-format)\.ts$/.test(source)), [], 'and no other module of the server')
+  t.ok(map.sources.some(source => source.endsWith('lib/protocol/wire-format.ts')), 'the rule of lib/protocol/wire-format.ts is bundled in')
+  t.same(map.sources.filter(source => !/lib\/(client\/[a-z-]+|protocol\/wire-format)\.ts$/.test(source)), [], 'and no other module of the server')
 
   // As a page imports it: from the text alone (without the link, which a data: URL cannot resolve).
   const alone = script.replace(/^\/\/# sourceMappingURL=.*$/m, '')

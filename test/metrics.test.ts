@@ -3,7 +3,7 @@
 import diagnostics from 'node:diagnostics_channel'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
-import { CometBus } from '../lib/bus.js'
+import { CometBus } from '../lib/bus/bus.js'
 import { CometMetrics } from '../lib/metrics.js'
 import comet, { diagnosticsChannels, fromNow, MemoryEngine, type EngineHealth } from '../plugin.js'
 import { counters, countersWith, eventually, poll, publish, serve } from './helpers.js'

@@ -246,6 +246,35 @@ t.test('a client that hangs up and never comes back is present for the grace per
   t.same(page.events.map(e => `${e.type} ${e.id}`), ['join carol', 'leave carol'])
 })
 
+t.test('an open stream is a member for its whole life, then leaves after the grace period', async t => {
+  const { app, origin } = await serve(t, fast)
+  const page = new MemberList('room', await app.comet.presence('room'))
+  const stream = new AbortController()
+  const response = await fetch(`${origin}/comet/subscribe?subscribed[room]=0`, { headers: { accept: 'text/event-stream', 'x-user': 'dana' }, signal: stream.signal })
+  t.match(response.headers.get('content-type'), /^text\/event-stream/)
+  await eventually(async () => (await app.comet.presence('room')).count === 1)
+  // Twice the grace period, and many poll timeouts: a stream needs no poll to stay.
+  await sleep(600)
+  t.equal((await app.comet.presence('room')).count, 1, 'present while the stream is open')
+  stream.abort()
+  await eventually(async () => (await app.comet.presence('room')).count === 0)
+  await page.catchUp(origin)
+  t.same(page.events.map(e => `${e.type} ${e.id}`), ['join dana', 'leave dana'])
+})
+
+t.test('a stream of <channel>@presence is authorized as <channel>, like a poll of it', async t => {
+  const asked: string[] = []
+  const { origin } = await serve(t, { ...fast, authorizeSubscribe: (_request, channel) => { asked.push(channel); return channel === 'room' } })
+  const stream = new AbortController()
+  t.teardown(() => { stream.abort() })
+  const allowed = await fetch(`${origin}/comet/subscribe?subscribed[room@presence]=0`, { headers: { accept: 'text/event-stream' }, signal: stream.signal })
+  t.equal(allowed.status, 200)
+  t.same(asked, ['room'])
+  const denied = await fetch(`${origin}/comet/subscribe?subscribed[other@presence]=0`, { headers: { accept: 'text/event-stream' } })
+  t.equal(denied.status, 403)
+  t.match(await denied.json(), { code: 'FST_COMET_FORBIDDEN' })
+})
+
 t.test('a client that hangs up while the presence hook runs is held for the grace period only', async t => {
   let finishHook = (): void => {}
   const hookMayFinish = new Promise<void>(resolve => { finishHook = resolve })

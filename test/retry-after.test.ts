@@ -3,7 +3,7 @@
 import Fastify from 'fastify'
 import t from 'tap'
 import comet, { errors, fromNow, MemoryEngine } from '../plugin.js'
-import { CometBus } from '../lib/bus.js'
+import { CometBus } from '../lib/bus/bus.js'
 import { RedisEngine } from '../lib/engines/redis/index.js'
 import { eventually, poll } from './helpers.js'
 import { startRedis } from './redis-server.js'

@@ -111,7 +111,7 @@ if (browser !== undefined) {
     t.same(await tab.evaluate(() => (globalThis as unknown as { gaps: unknown[] }).gaps), [])
   })
 
-  t.test('through nginx with its default configuration, events arrive as they are published', { skip: existsSync(nginxPath) ? false : `no nginx at ${nginxPath}` }, async t => {
+  t.test('through nginx with its default configuration, events arrive as they are published', { skip: existsSync(nginxPath) || process.env.COMET_NGINX_TEST === 'required' ? false : `no nginx at ${nginxPath}` }, async t => {
     const { app, origin } = await serveWithPage(t, { streamLifetime: 60 })
     const [proxied, impatient] = await startNginx(t, origin)
     const tab = await openPage(t, browser, proxied)

@@ -1,4 +1,4 @@
-// The streaming options (lib/stream-options.ts): each bad value throws FST_COMET_INVALID_OPTION at
+// The streaming options (lib/http/stream-options.ts): each bad value throws FST_COMET_INVALID_OPTION at
 // registration, and the documented range is accepted.
 import Fastify from 'fastify'
 import t from 'tap'

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import t from 'tap'
-import { CometBus } from '../lib/bus.js'
+import { CometBus } from '../lib/bus/bus.js'
 import { StreamHub } from '../lib/http/stream.js'
 import { CometMetrics } from '../lib/metrics.js'
 import { fromNow, MemoryEngine } from '../plugin.js'

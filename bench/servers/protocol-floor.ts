@@ -10,7 +10,7 @@
 //     → {"s":0,"p":{"<channel>":"<cursor>"}} on wait=0 with nothing new, or on timeout;
 //     → {"s":1,"k":{…},"m":{"<channel>":[{"id":"<cursor>","data":<message>}]},"p":{…}[,"gap":["<channel>"]]}
 import Fastify, { type FastifyReply } from 'fastify'
-import { cursorAllHeld, cursorFromNow, cursorPattern, isChannelName, subscribedKeyPattern } from '../../lib/protocol.js'
+import { cursorAllHeld, cursorFromNow, cursorPattern, isChannelName, subscribedKeyPattern } from '../../lib/protocol/poll.js'
 import { pollTimeoutSeconds, serveContender } from './common.js'
 
 const subscribedKeyRegExp = new RegExp(subscribedKeyPattern)

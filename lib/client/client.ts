@@ -10,7 +10,7 @@
 // polled-channels.ts (the leader's channels), transport.ts (the seam to a transport), poller.ts (the
 // long-poll transport), backoff.ts, failures.ts (what a failure means: warnings, refusals), wire.ts
 // (the subscribe protocol as the client speaks it), messages.ts (what the tabs say to each other).
-import { channelNameRule, cursorAllHeld, cursorFromNow, cursorPattern, isChannelName } from '../wire-format.js'
+import { channelNameRule, cursorAllHeld, cursorFromNow, cursorPattern, isChannelName } from '../protocol/wire-format.js'
 import { defaultRetry } from './backoff.js'
 import { callSafely } from './call-safely.js'
 import { closedError, CometClientError, isRefusal, refusedError, unsubscribedError } from './errors.js'

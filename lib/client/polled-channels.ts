@@ -1,6 +1,6 @@
 // The leader's channels: which tabs want each channel, and from which cursor it is followed. It
 // answers the tabs' requests, and hands the set to a transport (the poll loop) that follows it.
-import { cursorAllHeld, cursorNow } from '../wire-format.js'
+import { cursorAllHeld, cursorNow } from '../protocol/wire-format.js'
 import type { Batch, MemberMessage, Message } from './messages.js'
 import type { AskedChannel, PolledChannel, Transport, TransportFactory, TransportState } from './transport.js'
 import type { PollReply } from './wire.js'

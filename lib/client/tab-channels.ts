@@ -1,7 +1,7 @@
 // The channels as one tab holds them: listeners, the cursor after what was delivered, the events
 // seen. Each answer of the shared poll is placed after what the tab has, so that nothing reaches a
 // listener twice or out of order, whichever tab leads and however the answers cross.
-import { cursorAllHeld } from '../wire-format.js'
+import { cursorAllHeld } from '../protocol/wire-format.js'
 import { sleep } from './backoff.js'
 import { callSafely } from './call-safely.js'
 import type { Batch, MemberMessage, TabHead } from './messages.js'

@@ -1,9 +1,9 @@
 // The subscribe protocol as the client speaks it: the URL of a poll, and reading its answer (a poll
 // reply, or the server's error in Fastify's format).
-import type { PollReply } from '../wire-format.js'
+import type { PollReply } from '../protocol/wire-format.js'
 import { CometClientError } from './errors.js'
 
-export type { PollReply, WireEvent } from '../wire-format.js'
+export type { PollReply, WireEvent } from '../protocol/wire-format.js'
 
 /** A subscribe for `channels`, each from its cursor; one that does not `wait` is answered at once. */
 export function subscribeUrl (base: URL, channels: ReadonlyArray<{ name: string, cursor: string }>, wait: boolean): URL {

@@ -1,13 +1,14 @@
 // Where a request enters: the subscribe and publish routes. They check what HTTP brings (schemas,
 // limits, authorization) and hand over to the bus.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
-import type { CometBus, PollAnswerer } from '../bus.js'
+import type { CometBus } from '../bus/bus.js'
+import type { PollAnswerer } from '../bus/pending-poll.js'
 import { errors, type RetryAfterHeaders } from '../errors.js'
 import type { CometMetrics } from '../metrics.js'
 import type { CometAuthorizer, ResolvedCometOptions } from '../options.js'
 import type { Presence } from '../presence/presence.js'
 import { presenceRoute } from '../presence/route.js'
-import { idempotencyKeyOfHeader, parseSubscription } from '../protocol.js'
+import { idempotencyKeyOfHeader, parseSubscription } from '../protocol/poll.js'
 import { strictUtf8Bodies } from './body-parsers.js'
 import { cancelOnHangUp } from './hang-up.js'
 import { StreamHub, wantsStream } from './stream.js'
@@ -51,6 +52,9 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     metrics.onError(error)
   })
 
+  // A channel's joins and leaves (<channel>@presence) are for those who may subscribe to it.
+  const guardedChannels = (channels: readonly string[]): readonly string[] => presence === undefined ? channels : channels.map(name => presence.guardOf(name))
+
   // Polls are quiet unless the user chose a level: see the logLevel option.
   const subscribeOptions = { logLevel: quieterLogLevel('warn', fastify.log.level), ...routeOptions }
   // Fastify's automatic HEAD route would run the handler and hold a real poll for nothing.
@@ -63,9 +67,17 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
     if (channelCount === 0) throw new errors.FST_COMET_NO_CHANNEL()
     if (channelCount > maxChannels) throw new errors.FST_COMET_TOO_MANY_CHANNELS(channelCount, maxChannels)
     // Server-Sent Events on the same query, limits and authorization (lib/http/stream.ts).
+    // An open stream is a member of its channels for its whole life, as a poll is for its own.
     if (wantsStream(request)) {
-      if (authorizeSubscribe === undefined) return streams.open(request, reply, subscription)
-      return authorizeEach(request, subscription.channels, authorizeSubscribe, 'subscribe to').then(() => new Promise<void>(resolve => {
+      const entered = authorizeSubscribe === undefined
+        ? presence?.enter(request, subscription.channels)
+        : authorizeEach(request, guardedChannels(subscription.channels), authorizeSubscribe, 'subscribe to').then(() => presence?.enter(request, subscription.channels))
+      if (!(entered instanceof Promise)) {
+        if (entered !== undefined) releaseWhenClosed(reply, entered)
+        return streams.open(request, reply, subscription)
+      }
+      return entered.then(release => new Promise<void>(resolve => {
+        if (release !== undefined) releaseWhenClosed(reply, release)
         streams.open(request, reply, subscription, resolve)
       }))
     }
@@ -83,9 +95,7 @@ export async function cometRoutes (fastify: FastifyInstance, { bus, metrics, opt
       }
       entered = release
     } else {
-      // A channel's joins and leaves (<channel>@presence) are for those who may subscribe to it.
-      const guarded = presence === undefined ? subscription.channels : subscription.channels.map(name => presence.guardOf(name))
-      entered = authorizeEach(request, guarded, authorizeSubscribe, 'subscribe to').then(() => presence?.enter(request, subscription.channels))
+      entered = authorizeEach(request, guardedChannels(subscription.channels), authorizeSubscribe, 'subscribe to').then(() => presence?.enter(request, subscription.channels))
     }
     // Resolves to the answer's JSON, which Fastify sends as an async handler's result.
     return entered.then(release => {

@@ -1,6 +1,6 @@
 // JSON schemas of the routes: Fastify validates requests with them, serializes the publish reply,
 // and they document the protocol for tools that read route schemas (e.g. @fastify/swagger).
-import { channelNameChars, channelNamePattern, cursorPattern } from '../protocol.js'
+import { channelNameChars, channelNamePattern, cursorPattern } from '../protocol/poll.js'
 
 const cursor = { type: 'string', pattern: cursorPattern } as const
 

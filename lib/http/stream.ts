@@ -1,17 +1,17 @@
 // Where a stream goes out: a subscribe asked with `Accept: text/event-stream` is answered with
 // Server-Sent Events on a response held open (docs/streaming.md). The bus decides what a stream
-// gets (lib/bus-stream.ts); this module writes it, beats the heartbeat, bounds what a client may
+// gets (lib/bus/stream.ts); this module writes it, beats the heartbeat, bounds what a client may
 // leave unread, and ends streams on hang-up, lifetime and close.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Http2ServerResponse } from 'node:http2'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { CometBus } from '../bus.js'
-import type { BusStream, SharedDelivery, StreamEndReason, StreamSink } from '../bus-stream.js'
+import type { CometBus } from '../bus/bus.js'
+import type { BusStream, SharedDelivery, StreamEndReason, StreamSink } from '../bus/stream.js'
 import type { ChannelBacklog, ReadPosition } from '../engines/engine.js'
 import type { CometMetrics } from '../metrics.js'
-import { readPosition, type Subscription } from '../protocol.js'
-import type { ResolvedStreamOptions } from '../stream-options.js'
-import { formatStreamFrames, formatStreamId, heartbeatFrame, parseStreamId, streamOpenFrame, type StreamFrames } from '../stream-protocol.js'
+import { readPosition, type Subscription } from '../protocol/poll.js'
+import type { ResolvedStreamOptions } from './stream-options.js'
+import { formatStreamFrames, formatStreamId, heartbeatFrame, parseStreamId, streamOpenFrame, type StreamFrames } from '../protocol/stream.js'
 import { cancelOnHangUp, type HeldPoll } from './hang-up.js'
 
 /** A stream ends at a random moment in the last fifth of its lifetime. */

@@ -3,7 +3,7 @@
 // `<channel>@presence` channels of joins and leaves.
 import type { FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
-import { isChannelName } from '../protocol.js'
+import { isChannelName } from '../protocol/poll.js'
 import { identitiesOf, type CheckedIdentity } from './identity.js'
 import type { ResolvedPresenceOptions } from './options.js'
 import { presenceChannelOf, type PresenceSnapshotAt, type PresenceStore } from './store.js'

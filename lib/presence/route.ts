@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
 import type { CometAuthorizer, CometRouteOptions } from '../options.js'
-import { channelNamePattern } from '../protocol.js'
+import { channelNamePattern } from '../protocol/poll.js'
 import { routeSchema } from '../http/route-options.js'
 import type { Presence } from './presence.js'
 import type { PresenceSnapshotAt } from './store.js'

@@ -1,6 +1,6 @@
 // The options of streaming (Server-Sent Events on the subscribe route, docs/streaming.md), apart
 // from lib/options.ts so that the transport's settings read in one place.
-import { invalid } from './validate.js'
+import { invalid } from '../validate.js'
 
 export interface CometStreamOptions {
   /**

@@ -1,9 +1,9 @@
 // The byte bound on one poll's answer: events beyond it wait for the client's next poll, which
 // comes at once. A poll naming many channels from far back cannot make the server build a reply of
 // hundreds of megabytes.
-import type { ChannelBacklog, ReadPosition, StoredEvent } from './engines/engine.js'
-import { fromOldest } from './engines/engine.js'
-import { cursorAllHeld } from './protocol.js'
+import type { ChannelBacklog, ReadPosition, StoredEvent } from '../engines/engine.js'
+import { fromOldest } from '../engines/engine.js'
+import { cursorAllHeld } from '../protocol/poll.js'
 
 /** `{"id":"…","data":…},` around each event's id and data: 7 + 9 + 1 + 1 bytes. */
 const eventFraming = 18

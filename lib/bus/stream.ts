@@ -1,9 +1,10 @@
 // A subscribe that stays open (a stream): the bus's reads, cursors and gap rules, handed to a
 // transport as they come instead of as one answer. It knows nothing about HTTP or the wire format:
 // lib/http/stream.ts writes what it hands over as Server-Sent Events.
-import type { ChannelBacklog, ChannelWatcher, ReadPosition } from './engines/engine.js'
-import { fromOldest } from './engines/engine.js'
-import { cursorAllHeld, cursorFromNow, type Subscription } from './protocol.js'
+import { hasNews } from './backlogs.js'
+import type { ChannelBacklog, ChannelWatcher, ReadPosition } from '../engines/engine.js'
+import { fromOldest } from '../engines/engine.js'
+import { cursorAllHeld, cursorFromNow, type Subscription } from '../protocol/poll.js'
 
 /**
  * Why a stream ended: its client hung up (or pipelined another request behind it), it fell
@@ -52,7 +53,7 @@ export interface StreamBusAccess {
   forget (stream: BusStream): void
 }
 
-/** The part of the bus's shared read (lib/bus.ts) that streams use. */
+/** The part of the bus's shared read (lib/bus/bus.ts) that streams use. */
 export interface SharedStreamRead extends SharedDelivery {
   backlog: ChannelBacklog | Promise<ChannelBacklog>
   /** The read cut to maxReplyBytes for a one-channel stream, made once for all of them. */
@@ -266,11 +267,6 @@ export class BusStream implements ChannelWatcher {
 function cursorOf (position: ReadPosition): string {
   if (typeof position === 'string') return position
   return position === fromOldest ? cursorAllHeld : cursorFromNow[1] as string
-}
-
-function hasNews (backlogs: readonly ChannelBacklog[]): boolean {
-  for (const backlog of backlogs) if (backlog.gap || backlog.events.length > 0) return true
-  return false
 }
 
 function isFull (backlogs: readonly ChannelBacklog[], batchSize: number): boolean {

@@ -1,8 +1,8 @@
-// The wire format of a stream (Server-Sent Events), beside lib/protocol.ts, the long-poll's: the
+// The wire format of a stream (Server-Sent Events), beside lib/protocol/poll.ts, the long-poll's: the
 // frames a stream sends and the Last-Event-ID it resumes from. docs/streaming.md documents it.
-import type { ChannelBacklog } from './engines/engine.js'
-import { errors } from './errors.js'
-import { cursorPattern, isChannelName } from './protocol.js'
+import type { ChannelBacklog } from '../engines/engine.js'
+import { errors } from '../errors.js'
+import { cursorPattern, isChannelName } from './poll.js'
 
 /** Milliseconds an EventSource waits before it reconnects on its own (SSE `retry:`). */
 export const reconnectAfterMs = 1000

@@ -2,8 +2,8 @@
 // subscribe names its channels, and the JSON a poll is answered with. README.md documents it. What
 // the browser client shares of it (the channel-name rule, cursor values, a reply's shape) is in
 // wire-format.ts, which imports nothing, so that the client is bundled without server code.
-import type { ChannelBacklog, ReadPosition } from './engines/engine.js'
-import { fromNow, fromOldest } from './engines/engine.js'
+import type { ChannelBacklog, ReadPosition } from '../engines/engine.js'
+import { fromNow, fromOldest } from '../engines/engine.js'
 import { cursorAllHeld, cursorFromNow } from './wire-format.js'
 
 export { channelNameChars, channelNamePattern, cursorAllHeld, cursorFromNow, cursorPattern, isChannelName, subscribedKeyPattern } from './wire-format.js'

@@ -1,12 +1,14 @@
 // The long-poll bus: publishes events into the engine and holds the polls that wait for them. It
 // knows nothing about HTTP; lib/http/routes.ts turns requests into calls here.
-import { BusStream, type SharedStreamRead, type StreamBusAccess, type StreamSink } from './bus-stream.js'
-import type { ChannelBacklog, ChannelWatcher, CometEngine, ReadPosition } from './engines/engine.js'
-import { fromNow, fromOldest } from './engines/engine.js'
-import { errors, withRetryAfter } from './errors.js'
-import { CometMetrics, type AnswerReason, type CometStats } from './metrics.js'
-import { defaultMaxReplyBytes } from './options.js'
-import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from './protocol.js'
+import { countGaps, hasNews, nextsOf, unchanged } from './backlogs.js'
+import { PendingPoll, type PollAnswerer } from './pending-poll.js'
+import { BusStream, type SharedStreamRead, type StreamBusAccess, type StreamSink } from './stream.js'
+import type { ChannelBacklog, CometEngine, ReadPosition } from '../engines/engine.js'
+import { fromNow, fromOldest } from '../engines/engine.js'
+import { errors, withRetryAfter } from '../errors.js'
+import { CometMetrics, type AnswerReason, type CometStats } from '../metrics.js'
+import { defaultMaxReplyBytes } from '../options.js'
+import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from '../protocol/poll.js'
 import { withinReplyBytes } from './reply-bound.js'
 
 export interface BusOptions {
@@ -77,7 +79,7 @@ export class CometBus {
   readonly #sharedReads = new Map<string, Map<string, SharedRead>>()
   readonly #metrics: CometMetrics
   #closing = false
-  /** The streams open or opening (lib/bus-stream.ts): they read through #streamAccess. */
+  /** The streams open or opening (lib/bus/stream.ts): they read through #streamAccess. */
   readonly #streams = new Set<BusStream>()
   readonly #streamAccess: StreamBusAccess
 
@@ -164,7 +166,7 @@ export class CometBus {
 
   /**
    * A stream: a subscribe that stays open and hands `sink` each event as it comes, with the
-   * reads, cursors and gap rules of a poll (lib/bus-stream.ts). It opens on start(), or fails
+   * reads, cursors and gap rules of a poll (lib/bus/stream.ts). It opens on start(), or fails
    * through the sink for a bad cursor, a store that is down, or when `maxStreams` streams are open.
    */
   stream (subscription: Subscription, sink: StreamSink): BusStream {
@@ -401,97 +403,6 @@ export class CometBus {
   }
 }
 
-/** Who hears how a poll ends: the route answers its HTTP request from here. */
-export interface PollAnswerer {
-  answer (json: string): void
-  fail (error: unknown): void
-}
-
-/**
- * One subscribe in progress, from its first read until its answer or its client's hang-up:
- * reading → waiting → answering → done, where any state before done may go to done on a hang-up.
- */
-export class PendingPoll implements ChannelWatcher {
-  readonly channels: readonly string[]
-  /** False for a poll that answers at once, with or without news. */
-  readonly wait: boolean
-  /** Its client pipelined another poll behind it: answer at once, with or without news. */
-  superseded = false
-  /** The cursor each channel is read from next; set when the poll starts to wait. */
-  nexts: readonly string[] = []
-  state: 'reading' | 'waiting' | 'answering' | 'done' = 'reading'
-  /** A publish came while the first reads were under way: read again before waiting. */
-  missedPublish = false
-  /** performance.now() when the poll times out, once it waits. */
-  expiresAt = Infinity
-  readonly #bus: CometBus
-  #answerer: PollAnswerer | undefined
-  /** How the poll ended, when it ended before anyone listened. */
-  #outcome: { json: string } | { error: unknown } | undefined
-  #reply: Promise<string> | undefined
-
-  constructor (bus: CometBus, channels: readonly string[], wait: boolean, answerer: PollAnswerer | undefined) {
-    this.#bus = bus
-    this.channels = channels
-    this.wait = wait
-    this.#answerer = answerer
-  }
-
-  /**
-   * The poll's JSON answer, or its error, as a promise: made on first use, since a route that
-   * passes an answerer needs none.
-   */
-  get reply (): Promise<string> {
-    this.#reply ??= new Promise((resolve, reject) => {
-      const outcome = this.#outcome
-      if (outcome === undefined) this.#answerer = { answer: resolve, fail: reject }
-      else if ('json' in outcome) resolve(outcome.json)
-      else reject(outcome.error)
-    })
-    return this.#reply
-  }
-
-  // answer() and fail() stay apart: one method taking an outcome object would make one for every
-  // answer, on the path a publish takes for each of thousands of polls.
-  /** @internal The bus's answer. */
-  answer (json: string): void {
-    const answerer = this.#answerer
-    if (answerer === undefined) {
-      this.#outcome = { json }
-      return
-    }
-    // The poll may be kept a while after its answer (by its connection, until the next poll comes):
-    // it must not keep the request and response of the answerer too.
-    this.#answerer = undefined
-    answerer.answer(json)
-  }
-
-  /** @internal The bus's failure. */
-  fail (error: unknown): void {
-    const answerer = this.#answerer
-    if (answerer === undefined) {
-      this.#outcome = { error }
-      return
-    }
-    this.#answerer = undefined
-    answerer.fail(error)
-  }
-
-  notify (channel: string): void {
-    this.#bus.onPublish(this, channel)
-  }
-
-  /** The client hung up; nothing more is sent and nothing keeps the poll. */
-  cancel (): void {
-    this.#bus.onHangUp(this)
-  }
-
-  /** Answers now with what the poll has (nothing new, if it waits): its client wants another one. */
-  answerNow (): void {
-    this.#bus.onAnswerNow(this)
-  }
-}
-
 /** A read shared by the polls and streams that one publish wakes at the same channel and cursor. */
 interface SharedRead extends SharedStreamRead {
   /** A promise until the engine's read settles, then what it read. */
@@ -511,22 +422,6 @@ interface Reply {
   readonly gaps: number
 }
 
-/** Backlogs with no events at the cursors held: the answer for channels that did not change. */
-function unchanged (nexts: readonly string[]): ChannelBacklog[] {
-  return nexts.map(next => ({ events: [], next, gap: false }))
-}
-
-function hasNews (backlogs: readonly ChannelBacklog[]): boolean {
-  for (const backlog of backlogs) if (backlog.gap || backlog.events.length > 0) return true
-  return false
-}
-
-function nextsOf (backlogs: readonly ChannelBacklog[]): string[] {
-  const nexts: string[] = []
-  for (const backlog of backlogs) nexts.push(backlog.next)
-  return nexts
-}
-
 function toJson (data: unknown): string {
   if (data === undefined) return 'null'
   let json: string | undefined
@@ -537,10 +432,4 @@ function toJson (data: unknown): string {
   }
   if (json === undefined) throw new errors.FST_COMET_INVALID_DATA(`a ${typeof data} is not JSON`)
   return json
-}
-
-function countGaps (backlogs: readonly ChannelBacklog[]): number {
-  let gaps = 0
-  for (const backlog of backlogs) if (backlog.gap) gaps++
-  return gaps
 }
