@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url'
 import type { Browser, Page } from 'playwright-core'
 import t from 'tap'
-import { deadline, launchChromium, messagesOf, namesOf, openChat, reconnectDeadline, send, stateOf, waitFor, waitForState } from './chat-browser.js'
+import { deadline, launchChromium, messagesOf, namesOf, openChat, openChatIn, reconnectDeadline, send, stateOf, waitFor, waitForState } from './chat-browser.js'
 import { startExample } from './example-process.js'
 
 const screenshotPath = fileURLToPath(new URL('../docs/chat.png', import.meta.url))
@@ -36,7 +36,7 @@ async function browserTests (browser: Browser): Promise<void> {
     if (process.env.UPDATE_SCREENSHOT !== undefined) await grace.screenshot({ path: screenshotPath })
   })
 
-  t.test('a page opened later shows the messages sent before, from the plugin\'s history', async t => {
+  t.test('a page opened later shows the messages sent before, from the server\'s store', async t => {
     for (const text of ['first', 'second']) {
       const response = await fetch(`${origin}/rooms/history/messages`, {
         method: 'POST',
@@ -47,6 +47,27 @@ async function browserTests (browser: Browser): Promise<void> {
     }
     const late = await openChat(t, browser, origin, 'history', 'Grace')
     t.same(await messagesOf(late, ['first', 'second']), ['first', 'second'])
+  })
+
+  t.test('a message sent after the page read the room, before it subscribed, shows once: the page subscribes after the room\'s position', async t => {
+    const post = async (text: string): Promise<void> => {
+      const response = await fetch(`${origin}/rooms/between/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Ada', text }) })
+      t.equal(response.status, 201)
+    }
+    await post('before')
+    const context = await browser.newContext()
+    t.teardown(() => context.close())
+    let held = false
+    await context.route('**/rooms/between/messages', async route => {
+      if (route.request().method() !== 'GET' || held) return await route.continue()
+      held = true
+      // The page gets the room as it was, and subscribes only once a message came after it.
+      const response = await route.fetch()
+      await post('between')
+      await route.fulfill({ response })
+    })
+    const page = await openChatIn(t, context, origin, 'between', 'Grace')
+    t.same(await messagesOf(page, ['before', 'between']), ['before', 'between'])
   })
 
   t.test('a message made of HTML and script markup shows as literal text and runs nothing', async t => {

@@ -7,7 +7,7 @@ import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { CometClient, type CometBroadcastChannel, type CometClientOptions, type CometLocks, type CometSharing } from '../lib/client/client.js'
 import comet from '../plugin.js'
-import { closeServer, eventually, serve, sleep } from './helpers.js'
+import { closeServer, eventually, serve, sleep, within } from './helpers.js'
 
 interface LockRequest {
   name: string
@@ -630,4 +630,127 @@ t.test('share: false, or no primitives (Node.js), gives each client a poll of it
   await Promise.all(clients.map(client => client.subscribe('room', () => {}).ready))
   await eventually(() => app.comet.stats().pending === 2)
   t.equal(app.comet.stats().pending, 2)
+})
+
+/** A server where 'room' had `before` published, then its position read, then `between` published: a page rendered in between. */
+async function renderedRoom (t: Test, before: unknown[], between: unknown[]): Promise<{ app: Awaited<ReturnType<typeof serve>>['app'], origin: string, position: string }> {
+  const { app, origin } = await serve(t)
+  for (const data of before) await app.comet.publish('room', data)
+  const position = await app.comet.position('room')
+  for (const data of between) await app.comet.publish('room', data)
+  return { app, origin, position }
+}
+
+t.test('a follower subscribing with after: the leader polls the channel from after, and the follower gets what came since, once', async t => {
+  const { app, origin, position } = await renderedRoom(t, ['rendered'], ['between 1', 'between 2'])
+  const browser = new FakeBrowser()
+  const leader = openTab(t, browser, origin)
+  await listen(leader.client, 'other').ready
+  const follower = openTab(t, browser, origin)
+  const room = listen(follower.client, 'room', { after: position })
+  await room.ready
+  t.same(room.data, ['between 1', 'between 2'])
+  t.ok(leader.urls.some(url => url.includes(`subscribed[room]=${position}`)), 'the leader asked from the position')
+  t.same(follower.urls, [], 'the follower made no request of its own')
+  await app.comet.publish('room', 'later')
+  await eventually(() => room.data.length === 3)
+  await sleep(30)
+  t.same(room.data, ['between 1', 'between 2', 'later'])
+  t.same(follower.gaps, [])
+})
+
+t.test('a follower subscribing with after to a channel polled already reads from after on its own, then follows the poll, once each', async t => {
+  const { app, origin, position } = await renderedRoom(t, ['rendered'], ['between'])
+  const browser = new FakeBrowser()
+  const leader = openTab(t, browser, origin)
+  const leaderRoom = listen(leader.client, 'room')
+  await leaderRoom.ready
+  const follower = openTab(t, browser, origin)
+  const room = listen(follower.client, 'room', { after: position })
+  // Published while the follower reads: it comes by both ways, and is delivered once.
+  const publishing = (async () => { for (const n of range(1, 5)) await app.comet.publish('room', n) })()
+  await room.ready
+  await publishing
+  await eventually(() => room.data.length >= 6 && leaderRoom.data.length >= 5)
+  await sleep(50)
+  t.same(room.data, ['between', ...range(1, 5)])
+  t.same(leaderRoom.data, range(1, 5))
+  t.ok(follower.urls.some(url => url.includes(`subscribed[room]=${position}`) && url.includes('wait=0')), 'the follower read from its position')
+  t.same(follower.gaps, [])
+})
+
+t.test('two tabs subscribing one channel after different positions get each what came after its own', async t => {
+  const { app, origin, position: older } = await renderedRoom(t, ['rendered'], [1, 2])
+  const newer = await app.comet.position('room')
+  await app.comet.publish('room', 3)
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room', { after: older })
+  const bRoom = listen(b.client, 'room', { after: newer })
+  await Promise.all([aRoom.ready, bRoom.ready])
+  await app.comet.publish('room', 4)
+  await eventually(() => aRoom.data.length === 4 && bRoom.data.length === 2)
+  await sleep(50)
+  t.same(aRoom.data, [1, 2, 3, 4])
+  t.same(bRoom.data, [3, 4])
+  t.same([a.gaps, b.gaps], [[], []])
+})
+
+t.test('a tab subscribing with after while another tab\'s first poll of the channel, from now, is on its way gets what came after its own', async t => {
+  const { app, origin, position } = await renderedRoom(t, ['rendered'], ['between'])
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room')
+  const bRoom = listen(b.client, 'room', { after: position })
+  await Promise.all([aRoom.ready, bRoom.ready])
+  await app.comet.publish('room', 'later')
+  await eventually(() => aRoom.data.length === 1 && bRoom.data.length === 2)
+  await sleep(50)
+  t.same(aRoom.data, ['later'])
+  t.same(bRoom.data, ['between', 'later'])
+})
+
+t.test('a tab subscribing after the id of the last event it shows, with nothing newer, while the poll is behind it: none of the older events', async t => {
+  const { app, origin, position: older } = await renderedRoom(t, ['rendered'], [1])
+  const { id: lastShown } = await app.comet.publish('room', 2)
+  const browser = new FakeBrowser()
+  const [a, b] = [openTab(t, browser, origin), openTab(t, browser, origin)]
+  const aRoom = listen(a.client, 'room', { after: older })
+  const bRoom = listen(b.client, 'room', { after: lastShown })
+  await Promise.all([aRoom.ready, bRoom.ready])
+  await app.comet.publish('room', 3)
+  await eventually(() => aRoom.data.length === 3 && bRoom.data.length === 1)
+  await sleep(50)
+  t.same(aRoom.data, [1, 2, 3])
+  t.same(bRoom.data, [3])
+})
+
+t.test('a tab subscribing with after to a channel polled already, after events the server no longer holds: a gap, then what it holds', async t => {
+  const { app, origin } = await serve(t, { historySize: 2 })
+  const browser = new FakeBrowser()
+  const leader = openTab(t, browser, origin)
+  const leaderRoom = listen(leader.client, 'room')
+  await leaderRoom.ready
+  const position = await app.comet.position('room')
+  for (const n of range(1, 4)) await app.comet.publish('room', n)
+  await eventually(() => leaderRoom.data.includes(4))
+  const follower = openTab(t, browser, origin)
+  const room = listen(follower.client, 'room', { after: position })
+  await room.ready
+  t.same(follower.gaps, [['room']])
+  t.same(room.data, [3, 4])
+})
+
+t.test('a follower subscribing after the very cursor the poll waits at is ready at once, and gets what comes', async t => {
+  const { app, origin, browser, firstRoom } = await firstTabWith(t, ['shown'])
+  await eventually(() => app.comet.stats().pending === 1)
+  // Read right after the publish: the newest event's id, where the shared poll waits.
+  const position = await app.comet.position('room')
+  const follower = openTab(t, browser, origin)
+  const room = listen(follower.client, 'room', { after: position })
+  // Far below the 40 s a poll waits: a follower waiting for the poll's next answer would fail here.
+  await within(room.ready, 3000, 'ready')
+  await app.comet.publish('room', 'next')
+  await eventually(() => room.data.length === 1 && firstRoom.data.length === 2)
+  t.same(room.data, ['next'])
 })

@@ -403,3 +403,73 @@ t.test('a gap from evicted history is reported before the events still held', as
   await eventually(() => order.length === 3)
   t.same(order, ['gap room', '4', '5'])
 })
+
+t.test('render then subscribe: after the position read before rendering, exactly the events published since, in order, once', async t => {
+  const { app, origin } = await serve(t)
+  await app.comet.publish('room', 'rendered 1')
+  await app.comet.publish('room', 'rendered 2')
+  // What a page rendered on the server does: the position first, then what it shows.
+  const position = await app.comet.position('room')
+  const shown = (await app.comet.history('room', { limit: 100 })).events.map(event => event.data)
+  t.same(shown, ['rendered 1', 'rendered 2'])
+  await app.comet.publish('room', 'between 1')
+  await app.comet.publish('room', 'between 2')
+
+  const { client, gaps } = clientOf(t, origin)
+  const room = recorder()
+  await client.subscribe('room', room.listener, { after: position }).ready
+  t.same(room.data, ['between 1', 'between 2'], 'what came between render and subscribe, before ready')
+  await app.comet.publish('room', 'later')
+  await eventually(() => room.data.length === 3)
+  await sleep(50)
+  t.same(room.data, ['between 1', 'between 2', 'later'])
+  t.same(gaps, [])
+})
+
+t.test('after a position of an empty channel: the first event published', async t => {
+  const { app, origin } = await serve(t)
+  const position = await app.comet.position('room')
+  await app.comet.publish('room', 'first')
+  const { client } = clientOf(t, origin)
+  const room = recorder()
+  await client.subscribe('room', room.listener, { after: position }).ready
+  t.same(room.data, ['first'])
+})
+
+t.test('after a cursor whose events the server no longer holds: a gap, then what it holds', async t => {
+  const { app, origin } = await serve(t, { historySize: 2 })
+  await app.comet.publish('room', 0)
+  const position = await app.comet.position('room')
+  for (const n of [1, 2, 3]) await app.comet.publish('room', n)
+  const order: string[] = []
+  const { client } = clientOf(t, origin, { onGap: channels => { order.push(`gap ${channels.join()}`) } })
+  await client.subscribe('room', data => { order.push(String(data)) }, { after: position }).ready
+  t.same(order, ['gap room', '2', '3'])
+})
+
+t.test('after, added to a poll that waits already, with nothing new since: ready at once, then what comes', async t => {
+  const { app, origin } = await serve(t)
+  const { client, gaps } = clientOf(t, origin)
+  await client.subscribe('other', () => {}).ready
+  await eventually(() => app.comet.stats().pending === 1)
+  const position = await app.comet.position('room')
+  const room = recorder()
+  // Far below the 40 s a poll waits: a poll from after that waited would fail here.
+  await within(client.subscribe('room', room.listener, { after: position }).ready, 3000, 'ready')
+  await app.comet.publish('room', 'later')
+  await eventually(() => room.data.length === 1)
+  t.same(room.data, ['later'])
+  t.same(gaps, [])
+})
+
+t.test('bad after: a coded TypeError at once', async t => {
+  const { origin } = await serve(t)
+  const { client } = clientOf(t, origin)
+  for (const after of ['', '0', 'all', 'a b', 'x'.repeat(65), 42]) {
+    t.throws(() => client.subscribe('room', () => {}, { after: after as string }), { name: 'TypeError', code: 'FST_COMET_INVALID_CURSOR', message: /after must be a cursor the server gave/ }, JSON.stringify(after))
+  }
+  t.throws(() => client.subscribe('room', () => {}, { after: 'a.b.c', history: true }), { name: 'TypeError', message: /history or after, not both/ })
+  client.subscribe('room', () => {})
+  t.throws(() => client.subscribe('room', () => {}, { after: 'a.b.c' }), { name: 'TypeError', code: 'FST_COMET_CLIENT_SUBSCRIBED', message: /"room" is subscribed already in this client/ })
+  t.equal(client.state, 'connecting', 'only the plain subscribe was made')
+})

@@ -125,13 +125,18 @@ async function serve (): Promise<void> {
     return reply.code(201).send(posted)
   })
 
-  // What a page reloads after a gap: the plugin's history lost events (a restart, say); the store has them.
+  // What a page shows on joining a room, and reloads after a gap (the plugin's history lost events,
+  // a restart, say): the store's messages, and the channel's position read before them, which the
+  // page subscribes after. A message published in between is in both, never in neither.
   fastify.get<RoomRoute>('/rooms/:room/messages', {
     schema: {
       params: roomParams,
-      response: { 200: { type: 'object', required: ['messages'], properties: { messages: { type: 'array', items: message } } } }
+      response: { 200: { type: 'object', required: ['position', 'messages'], properties: { position: { type: 'string' }, messages: { type: 'array', items: message } } } }
     }
-  }, async (request, reply) => ({ messages: await fromStore(reply, store.recent(request.params.room)) }))
+  }, async (request, reply) => {
+    const position = await fastify.comet.position(`chat:${request.params.room}`)
+    return { position, messages: await fromStore(reply, store.recent(request.params.room)) }
+  })
 
   fastify.get('/stats', async () => fastify.comet.stats())
 

@@ -10,7 +10,7 @@
 // polled-channels.ts (the leader's channels), transport.ts (the seam to a transport), poller.ts (the
 // long-poll transport), backoff.ts, failures.ts (what a failure means: warnings, refusals), wire.ts
 // (the subscribe protocol as the client speaks it), messages.ts (what the tabs say to each other).
-import { channelNameRule, isChannelName } from '../protocol/wire-format.js'
+import { channelNameRule, cursorAllHeld, cursorFromNow, cursorPattern, isChannelName } from '../protocol/wire-format.js'
 import { defaultRetry } from './backoff.js'
 import { callSafely } from './call-safely.js'
 import { closedError, CometClientError, isRefusal, refusedError, unsubscribedError } from './errors.js'
@@ -85,11 +85,21 @@ export class CometClient {
     return this.#state
   }
 
-  /** Calls `onEvent` for each event published on `channel` from now on (or from its held history). */
-  subscribe (channel: string, onEvent: CometListener, { history = false }: CometSubscribeOptions = {}): CometSubscription {
+  /**
+   * Calls `onEvent` for each event published on `channel` from now on (or from its held history,
+   * or after the cursor `after`).
+   */
+  subscribe (channel: string, onEvent: CometListener, { history = false, after }: CometSubscribeOptions = {}): CometSubscription {
     this.#assertOpen()
     assertChannelName(channel)
     if (typeof onEvent !== 'function') throw new TypeError('fastify-comet client: subscribe() needs a function to call with each event')
+    if (after !== undefined) {
+      assertCursor(after)
+      if (history) throw new TypeError('fastify-comet client: subscribe() takes history or after, not both: after already says where to start')
+      if (this.#channels.get(channel) !== undefined) {
+        throw codedTypeError(`fastify-comet client: "${channel}" is subscribed already in this client, from where its first subscription asked; subscribe with after only once per channel (unsubscribe first, or give the event to your other listeners yourself)`, 'FST_COMET_CLIENT_SUBSCRIBED')
+      }
+    }
 
     let settleReady!: Listener['settleReady']
     const ready = new Promise<void>((resolve, reject) => {
@@ -101,15 +111,16 @@ export class CometClient {
 
     let state = this.#channels.get(channel)
     if (state === undefined) {
-      state = this.#channels.add(channel, history, listener)
+      state = this.#channels.add(channel, { history, after }, listener)
       this.#tabs.start()
-      this.#tabs.toLeader({ t: 'join', from: this.#tab, c: channel, history })
+      this.#tabs.toLeader({ t: 'join', from: this.#tab, c: channel, history, after })
       this.#refreshState()
     } else {
       state.listeners.add(listener)
-      if (history && state.head === undefined && !state.history) {
+      // A channel started after a cursor has nothing to add from the history.
+      if (history && state.head === undefined && !state.history && state.after === undefined) {
         state.history = true
-        this.#tabs.toLeader({ t: 'join', from: this.#tab, c: channel, history })
+        this.#tabs.toLeader({ t: 'join', from: this.#tab, c: channel, history, after: undefined })
       }
     }
     if (state.ready) settleReady()
@@ -172,7 +183,7 @@ export class CometClient {
       case 'ack':
         if (message.to === this.#tab) {
           this.#setPollState(message.state)
-          this.#channels.onAck(message.c, message.cursor)
+          this.#channels.onAck(message.c, message.cursor, message.firstAnswerDue)
         }
         break
       case 'error':
@@ -237,4 +248,18 @@ function assertChannelName (channel: unknown): void {
   if (!isChannelName(channel)) {
     throw new CometClientError(`fastify-comet client: invalid channel name ${JSON.stringify(channel)}; a channel name has ${channelNameRule}`, 'FST_COMET_INVALID_CHANNEL')
   }
+}
+
+const cursorRegExp = new RegExp(cursorPattern)
+
+// A cursor the server gave: fastify.comet.position(), an event's id, or a poll's `p`; not one of
+// the words for "now" and "all held", which are not places in a channel.
+function assertCursor (after: unknown): void {
+  if (typeof after !== 'string' || !cursorRegExp.test(after) || cursorFromNow.includes(after) || after === cursorAllHeld) {
+    throw codedTypeError(`fastify-comet client: after must be a cursor the server gave, such as fastify.comet.position(channel) or an event's id: up to 64 characters from A-Z a-z 0-9 _ . ~ - (got ${JSON.stringify(after)}); leave it out to start from now`, 'FST_COMET_INVALID_CURSOR')
+  }
+}
+
+function codedTypeError (message: string, code: string): TypeError & { code: string } {
+  return Object.assign(new TypeError(message), { code })
 }

@@ -15,6 +15,17 @@ export interface Batch {
   gap: boolean
 }
 
+/**
+ * A channel as a tab has it: the cursor after what it delivered (undefined before its first
+ * answer), whether it asked for the held history, or the cursor it asked to start after.
+ */
+export interface TabHead {
+  c: string
+  cursor: string | undefined
+  history: boolean
+  after: string | undefined
+}
+
 /** An Error as it crosses to another tab (a structured clone keeps no class). */
 export interface ErrorShape {
   name: string
@@ -25,16 +36,18 @@ export interface ErrorShape {
 }
 
 // `from` is the sending tab. The leader sends lead, beat, state, reply, ack and error; every tab
-// (the leader's own included) sends join, leave, here, need and ping.
+// (the leader's own included) sends join, leave, here, need and ping. An ack's `cursor` is the
+// channel's (null before the server gave one); `firstAnswerDue`: the poll asks from it (a tab's
+// `after`) for the first time, and that answer is still to come.
 export type Message =
   | { t: 'lead', from: string }
   | { t: 'beat' | 'state', from: string, state: TransportState }
   | { t: 'reply', from: string, items: Batch[] }
-  | { t: 'ack', from: string, to: string, c: string, cursor: string | null, state: TransportState }
+  | { t: 'ack', from: string, to: string, c: string, cursor: string | null, firstAnswerDue: boolean, state: TransportState }
   | { t: 'error', from: string, error: ErrorShape }
-  | { t: 'join', from: string, c: string, history: boolean }
+  | { t: 'join', from: string, c: string, history: boolean, after: string | undefined }
   | { t: 'leave', from: string, c: string }
-  | { t: 'here', from: string, channels: Array<{ c: string, cursor: string | undefined, history: boolean }> }
+  | { t: 'here', from: string, channels: TabHead[] }
   | { t: 'need', from: string, c: string, cursor: string }
   | { t: 'ping', from: string }
 

@@ -27,7 +27,7 @@ export class PolledChannels {
   constructor (options: PolledChannelsOptions) {
     this.#options = options
     const host = {
-      asked: (): AskedChannel[] => [...this.#channels].map(([name, channel]) => ({ name, channel, cursor: channel.cursor, confirmed: channel.confirmed })),
+      asked: (): AskedChannel[] => [...this.#channels].map(([name, channel]) => ({ name, channel, cursor: channel.cursor, confirmed: channel.confirmed, answerAtOnce: channel.answerAtOnce })),
       answered: (asked: readonly AskedChannel[], reply: PollReply): void => { this.#answer(asked, reply) },
       stateChanged: (state: TransportState): void => { options.send({ t: 'state', from: options.tab, state }) },
       failed: (error: Error): void => { options.onError(error) }
@@ -40,7 +40,7 @@ export class PolledChannels {
   }
 
   inherit (name: string, cursor: string, keepUntil: number): void {
-    this.#channels.set(name, { cursor, confirmed: true, members: new Map(), keepUntil })
+    this.#channels.set(name, { cursor, confirmed: true, answerAtOnce: false, members: new Map(), keepUntil })
     this.#transport.changed(false)
   }
 
@@ -51,8 +51,10 @@ export class PolledChannels {
       case 'join': {
         let channel = this.#channels.get(message.c)
         if (channel === undefined) {
-          const cursor = head ?? (message.history ? cursorAllHeld : cursorNow)
-          channel = { cursor, confirmed: head !== undefined, members: new Map(), keepUntil: 0 }
+          // A cursor to start after is one the server gave (position()): the first answer starts at it.
+          const start = head ?? message.after
+          const cursor = start ?? (message.history ? cursorAllHeld : cursorNow)
+          channel = { cursor, confirmed: start !== undefined, answerAtOnce: head === undefined && message.after !== undefined, members: new Map(), keepUntil: 0 }
           this.#channels.set(message.c, channel)
           this.#transport.changed(false)
         } else if (message.history && !channel.confirmed && channel.cursor !== cursorAllHeld) {
@@ -61,7 +63,7 @@ export class PolledChannels {
           this.#transport.changed(true)
         }
         if (!channel.members.has(message.from)) channel.members.set(message.from, Date.now())
-        this.#options.send({ t: 'ack', from: tab, to: message.from, c: message.c, cursor: channel.confirmed ? channel.cursor : null, state: this.state })
+        this.#options.send({ t: 'ack', from: tab, to: message.from, c: message.c, cursor: channel.confirmed ? channel.cursor : null, firstAnswerDue: channel.answerAtOnce, state: this.state })
         break
       }
       case 'leave':
@@ -72,7 +74,7 @@ export class PolledChannels {
         for (const [name] of this.#channels) {
           if (!named.has(name)) this.#leave(message.from, name)
         }
-        for (const { c, cursor, history } of message.channels) this.handle({ t: 'join', from: message.from, c, history }, cursor)
+        for (const { c, cursor, history, after } of message.channels) this.handle({ t: 'join', from: message.from, c, history, after }, cursor)
         break
       }
       case 'need': {
@@ -121,6 +123,7 @@ export class PolledChannels {
       if (next === undefined || this.#channels.get(name) !== channel || channel.cursor !== cursor) continue
       channel.cursor = next
       channel.confirmed = true
+      channel.answerAtOnce = false
       batches.push({ c: name, from: confirmed ? cursor : null, m: reply.m?.[name] ?? [], p: next, gap: reply.gap?.includes(name) ?? false })
     }
     this.#options.send({ t: 'reply', from: this.#options.tab, items: batches })

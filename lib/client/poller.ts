@@ -78,7 +78,7 @@ export class Poller implements Transport {
   async #pollOnce (): Promise<void> {
     const asked = this.#host.asked()
     // Until the server has answered for every channel, and after a failure, it answers at once.
-    const wait = !this.#fresh && this.#state === 'connected' && asked.every(({ confirmed }) => confirmed)
+    const wait = !this.#fresh && this.#state === 'connected' && asked.every(({ confirmed, answerAtOnce }) => confirmed && !answerAtOnce)
     const url = subscribeUrl(this.#options.base, asked, wait)
 
     const controller = new AbortController()

@@ -4,7 +4,7 @@
 import { cursorAllHeld } from '../protocol/wire-format.js'
 import { sleep } from './backoff.js'
 import { callSafely } from './call-safely.js'
-import type { Batch, MemberMessage } from './messages.js'
+import type { Batch, MemberMessage, TabHead } from './messages.js'
 import type { CometClientOptions, CometListener } from './types.js'
 import type { CometClientError } from './errors.js'
 import { pollReplyOf, subscribeUrl, type WireEvent } from './wire.js'
@@ -27,6 +27,8 @@ export interface TabChannel {
   head: string | undefined
   /** The held history was asked for. */
   history: boolean
+  /** The cursor (from the server's position()) whose later events were asked for, if any. */
+  readonly after: string | undefined
   /** Cursors passed and event ids delivered, oldest first. */
   readonly seen: Set<string>
   readonly listeners: Set<Listener>
@@ -35,6 +37,12 @@ export interface TabChannel {
   lastNeed: number
   /** While the history is read: the events that came meanwhile, delivered after it. */
   loading: WireEvent[] | undefined
+  /**
+   * For a tab that starts after a cursor: that cursor, and after a read from it that the shared
+   * poll had not caught up with, the ids of the events read. An answer that has an event of one of
+   * these ids is behind (the shared poll was): what it has up to that one is not new.
+   */
+  behindMarks: Set<string> | undefined
   ready: boolean
 }
 
@@ -68,8 +76,11 @@ export class TabChannels {
     return this.#channels.get(name)
   }
 
-  add (name: string, history: boolean, listener: Listener): TabChannel {
-    const state: TabChannel = { head: undefined, history, seen: new Set(), listeners: new Set([listener]), buffered: [], lastNeed: 0, loading: undefined, ready: false }
+  add (name: string, start: { history: boolean, after: string | undefined }, listener: Listener): TabChannel {
+    const { history, after } = start
+    // A tab that starts after a cursor places an answer from that cursor as its first.
+    const seen = new Set(after === undefined ? [] : [after])
+    const state: TabChannel = { head: undefined, history, after, seen, listeners: new Set([listener]), buffered: [], lastNeed: 0, loading: undefined, behindMarks: after === undefined ? undefined : new Set([after]), ready: false }
     this.#channels.set(name, state)
     return state
   }
@@ -86,8 +97,8 @@ export class TabChannels {
   }
 
   /** Each channel with its cursor: what this tab tells a new leader. */
-  heads (): Array<{ c: string, cursor: string | undefined, history: boolean }> {
-    return [...this.#channels].map(([c, state]) => ({ c, cursor: state.head, history: state.history }))
+  heads (): TabHead[] {
+    return [...this.#channels].map(([c, state]) => ({ c, cursor: state.head, history: state.history, after: state.after }))
   }
 
   /** The server refuses the polls: every subscription not yet ready rejects with `error`. */
@@ -104,16 +115,26 @@ export class TabChannels {
   }
 
 
-  onAck (name: string, cursor: string | null): void {
+  onAck (name: string, cursor: string | null, firstAnswerDue: boolean): void {
     const state = this.#channels.get(name)
     if (state === undefined || state.head !== undefined || cursor === null) return
+    if (cursor === state.after) {
+      // The poll asks from this tab's start: its answer is this tab's first. Or the poll is there
+      // already: this tab is in step with it.
+      if (firstAnswerDue) return
+      state.head = cursor
+      state.buffered = []
+      this.#markReady(state)
+      this.#options.onAnswer()
+      return
+    }
     // The channel was polled already, for other tabs: this one follows from its cursor on, and
-    // what came before belongs to before it joined.
+    // what came before belongs to before it joined (or is read on its own, from its start).
     state.head = cursor
     state.buffered = []
     remember(state, cursor)
-    if (state.history) {
-      void this.#readHistory(name, state)
+    if (state.history || state.after !== undefined) {
+      void this.#readHistory(name, state, state.after ?? cursorAllHeld)
     } else {
       this.#markReady(state)
     }
@@ -127,6 +148,12 @@ export class TabChannels {
       const state = this.#channels.get(batch.c)
       // A first answer for a tab that has had its own already (another leader's, around a takeover).
       if (state === undefined || (batch.from === null && state.head !== undefined)) continue
+      // The channel's first answer, from a start of another tab's: this tab reads from its own
+      // start on its own, and takes the answer's cursor as an ack (its events are in that read).
+      if (batch.from === null && state.after !== undefined) {
+        this.onAck(batch.c, batch.p, false)
+        continue
+      }
       const first = state.head === undefined
       const fresh = place(state, batch)
       // What came before the tab's first answer belongs to before it joined.
@@ -190,19 +217,22 @@ export class TabChannels {
     }
   }
 
-  // A tab joining a channel that the shared poll has had for a while reads the held history on its
-  // own, then delivers what the shared poll brought meanwhile, less the events the history had.
-  async #readHistory (name: string, state: TabChannel): Promise<void> {
+  // A tab joining a channel that the shared poll has had for a while reads the held history (or
+  // what came after its `after`) on its own, then delivers what the shared poll brought meanwhile,
+  // less the events the read had.
+  async #readHistory (name: string, state: TabChannel, start: string): Promise<void> {
     state.loading = []
     const held: WireEvent[] = []
-    let cursor = cursorAllHeld
+    let cursor = start
     let complete = false
+    let gap = false
     for (let request = 0, failures = 0; request < historyRequests && failures < 3 && !complete; request++) {
       try {
         const url = subscribeUrl(this.#options.base, [{ name, cursor }], false)
         const response = await this.#options.fetch(url, { headers: { accept: 'application/json' } })
         const reply = await pollReplyOf(response)
         const events = reply.m?.[name] ?? []
+        if (reply.gap?.includes(name) === true) gap = true
         held.push(...events)
         cursor = reply.p[name] as string
         complete = events.length === 0
@@ -213,13 +243,22 @@ export class TabChannels {
       }
       if (this.#channels.get(name) !== state) return
     }
-    const meanwhile = state.loading
+    let meanwhile = state.loading
     state.loading = undefined
-    // The history could not be read whole: the page reloads what it shows some other way.
-    if (!complete) callSafely(this.#options.callbacks.onGap, [name])
+    // The history could not be read whole, or lost events after `after`: the page reloads what it
+    // shows some other way.
+    if (!complete || gap) callSafely(this.#options.callbacks.onGap, [name])
+    // The read has every event after its start up to its last: of what the shared poll brought
+    // meanwhile, in order, those up to the last the read had too are either in the read or from
+    // before the start (the shared poll was behind `after`); only those after it are new.
     const heldIds = new Set(held.map(event => event.id))
+    const marks = new Set([start, ...heldIds])
+    const lastShared = lastMarked(meanwhile, marks)
+    meanwhile = meanwhile.slice(lastShared + 1)
+    // No sign yet that the shared poll got past `after`: its answers still may be behind.
+    if (lastShared === -1 && state.behindMarks !== undefined) state.behindMarks = marks
     this.#deliver(name, state, held)
-    this.#deliver(name, state, meanwhile.filter(event => !heldIds.has(event.id)))
+    this.#deliver(name, state, meanwhile)
     for (const id of heldIds) remember(state, id)
     this.#markReady(state)
   }
@@ -232,12 +271,27 @@ export class TabChannels {
  */
 function place (state: TabChannel, batch: Batch): WireEvent[] | undefined {
   if (batch.from === null ? state.head !== undefined : !state.seen.has(batch.from)) return undefined
-  const fresh = batch.m.filter(event => !state.seen.has(event.id))
+  let events = batch.m
+  if (state.behindMarks !== undefined) {
+    const lastMark = lastMarked(events, state.behindMarks)
+    if (lastMark !== -1) {
+      events = events.slice(lastMark + 1)
+      state.behindMarks = undefined
+    }
+  }
+  const fresh = events.filter(event => !state.seen.has(event.id))
   for (const event of fresh) remember(state, event.id)
   // With no new event, only an answer from the tab's own cursor moves it: an older one could move it back.
-  if (fresh.length > 0 || batch.from === (state.head ?? null)) state.head = batch.p
+  if (fresh.length > 0 || batch.from === (state.head ?? state.after ?? null)) state.head = batch.p
   remember(state, batch.p)
   return fresh
+}
+
+/** The index of the last of `events` whose id is one of `marks`, or -1. */
+function lastMarked (events: readonly WireEvent[], marks: ReadonlySet<string>): number {
+  let index = events.length - 1
+  while (index >= 0 && !marks.has((events[index] as WireEvent).id)) index--
+  return index
 }
 
 function remember (state: TabChannel, cursor: string): void {

@@ -1,7 +1,7 @@
 // Tab sharing: the tabs of one origin that use the same url share one transport. The tab that holds
 // a Web Lock leads: it follows every tab's channels (PolledChannels); the others send it their
 // requests and get its answers over a BroadcastChannel. Without sharing, a tab is its own leader.
-import { errorShape, type LeaderMessage, type MemberMessage, type Message } from './messages.js'
+import { errorShape, type LeaderMessage, type MemberMessage, type Message, type TabHead } from './messages.js'
 import { inheritedGraceMs, PolledChannels } from './polled-channels.js'
 import type { TransportFactory, TransportState } from './transport.js'
 import type { CometBroadcastChannel, CometLocks, CometSharing } from './types.js'
@@ -23,7 +23,7 @@ export interface TabSharingOptions {
   /** The shared transport's state as this tab last heard it: what a new leader starts from. */
   transportState: () => TransportState | undefined
   /** This tab's channels, each with its cursor. */
-  heads: () => Array<{ c: string, cursor: string | undefined, history: boolean }>
+  heads: () => TabHead[]
   closed: () => boolean
   /** A message of a leader's for this tab; `fromLeader`: from the tab this one takes for the leader. */
   receive: (message: LeaderMessage, fromLeader: boolean) => void
@@ -154,8 +154,8 @@ export class TabSharing {
     })
     const now = Date.now()
     for (const [name, cursor] of inherited) leading.inherit(name, cursor, now + inheritedGraceMs)
-    for (const { c, cursor, history } of this.#options.heads()) {
-      leading.handle({ t: 'join', from: tab, c, history }, cursor)
+    for (const { c, cursor, history, after } of this.#options.heads()) {
+      leading.handle({ t: 'join', from: tab, c, history, after }, cursor)
     }
     return leading
   }

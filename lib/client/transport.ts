@@ -8,9 +8,11 @@ export type TransportState = 'idle' | 'connecting' | 'connected' | 'reconnecting
 
 /** One channel as the leader follows it for every tab that wants it. */
 export interface PolledChannel {
-  /** '0' (from now) or 'all' (what is held) until the server gives a cursor. */
+  /** '0' (from now) or 'all' (what is held) until the server gives a cursor; or the cursor a tab asked to start after. */
   cursor: string
   confirmed: boolean
+  /** A tab waits for the first answer from this cursor (one it started after): the next poll does not wait. */
+  answerAtOnce: boolean
   /** The tabs that want it, with when they joined. */
   readonly members: Map<string, number>
   /** Kept without members until then: inherited from the previous leader, not yet claimed. */
@@ -24,6 +26,7 @@ export interface AskedChannel {
   /** The cursor asked from, and whether the server had given it (else this is the first answer). */
   readonly cursor: string
   readonly confirmed: boolean
+  readonly answerAtOnce: boolean
 }
 
 /** What a transport reads from and reports to: the leader's channels (PolledChannels). */

@@ -107,6 +107,13 @@ export interface CometClientOptions {
 export interface CometSubscribeOptions {
   /** Deliver the events the server still holds for the channel first (recent chat lines, say). */
   history?: boolean
+  /**
+   * Deliver every event after this cursor (what `fastify.comet.position(channel)` gave the page it
+   * rendered, or the id of the last event it shows), then what comes; or call `onGap` if the
+   * server no longer holds them all. Not with `history`, and only on a channel's first
+   * subscription in a client.
+   */
+  after?: string
 }
 
 export interface CometSubscription {

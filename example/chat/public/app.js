@@ -1,6 +1,7 @@
 // The chat page. A room is the channel `chat:<room>`; its messages come from the plugin's client
 // and are numbered by the server (`seq`), so the page shows each once, in order, whatever path it
-// came by: the plugin's history on joining, a poll, or a reload of the room after a gap.
+// came by: the server's store on joining (with the room's position, which the page subscribes
+// after), a poll, or a reload of the room after a gap.
 // Every piece of a message is put in the page with textContent: a message is text, never markup.
 import { CometClient } from '/comet/client.js'
 
@@ -60,9 +61,12 @@ function join (name) {
   outbox.replaceChildren()
   reloading = undefined
   reloadedAt = undefined
-  showStatus()
-  // history: the messages the plugin still holds for the room come first.
-  subscription = client.subscribe(`chat:${name}`, message => { receive(name, message) }, { history: true })
+  subscription = undefined
+  // The room's messages and its position, then a subscription after that position: nothing
+  // published meanwhile is missed.
+  void reload(position => {
+    subscription = client.subscribe(`chat:${name}`, message => { receive(name, message) }, { after: position })
+  })
 }
 
 function receive (messageRoom, message) {
@@ -77,10 +81,11 @@ function receive (messageRoom, message) {
   }
 }
 
-// The plugin's history lost messages (the server restarted, say): ask the server's store for the
-// room, and add what arrived while asking. The store has every message that was published, since
-// the server stores a message before it publishes it.
-async function reload () {
+// On joining, or when the plugin's history lost messages (the server restarted, say): ask the
+// server's store for the room, and add what arrived while asking. The store has every message that
+// was published, since the server stores a message before it publishes it. `subscribeAfter`, on
+// joining, subscribes after the position read before the store's messages.
+async function reload (subscribeAfter) {
   const thisReload = { live: new Map() }
   const reloadedRoom = room
   reloading = thisReload
@@ -89,16 +94,18 @@ async function reload () {
     try {
       const response = await fetch(`/rooms/${reloadedRoom}/messages`)
       if (!response.ok) throw new Error(`HTTP ${response.status}`)
-      const { messages } = await response.json()
+      const { position, messages } = await response.json()
       // Another gap, or another room, started a newer reload.
       if (reloading !== thisReload) return
+      subscribeAfter?.(position)
       shown = new Map()
       list.replaceChildren()
       fromStoreOnly = new Set(messages.map(message => message.seq))
       for (const message of thisReload.live.values()) fromStoreOnly.delete(message.seq)
       for (const message of [...messages, ...thisReload.live.values()]) show(message)
       reloading = undefined
-      reloadedAt = new Date()
+      // Joining is not a reload after a gap.
+      if (subscribeAfter === undefined) reloadedAt = new Date()
       showStatus()
       return
     } catch (error) {
