@@ -7,11 +7,10 @@
 // The Redis engine runs on a private redis-server on a free port; its CPU (INFO cpu) is counted
 // with this process's.
 import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
+import { freePort } from './redis-server.js'
 
 const argument = (name: string, fallback: string): string => {
   const given = process.argv.find(a => a.startsWith(`--${name}=`))
@@ -33,14 +32,6 @@ async function load (name: string, root: string): Promise<Code> {
   const plugin = (await import(pathToFileURL(`${root}/plugin.ts`).href)).default
   const { RedisEngine } = await import(pathToFileURL(`${root}/lib/engines/redis/index.ts`).href)
   return { name, plugin, RedisEngine }
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  return port
 }
 
 async function redisCpuSeconds (admin: Redis): Promise<number> {

@@ -6,23 +6,14 @@
 // long-polls on one channel, each as a member of its own, publishes `events` one at a time (each
 // delivered to every subscriber before the next), and reads the server's CPU before and after.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
 import { Agent, request } from 'undici'
+import { freePort } from './redis-server.js'
 
 const subscribers = Number(process.argv[2] ?? 500)
 const events = Number(process.argv[3] ?? 50)
 const trials = Number(process.argv[4] ?? 3)
 const onRedis = process.env.REDIS === '1'
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  return port
-}
 
 async function startRedis (): Promise<{ url: string, admin: Redis, stop: () => void }> {
   const port = await freePort()

@@ -4,21 +4,12 @@
 // RedisEngine, and prints per publish: wall time, redis-server CPU (INFO cpu) and Redis commands
 // (INFO commandstats, the script's inner commands included).
 import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
 import { RedisEngine } from '../lib/engines/redis/index.js'
+import { freePort } from './redis-server.js'
 
 const events = Number(process.argv[2] ?? 20_000)
 const inFlight = 64
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  return port
-}
 
 function infoNumbers (info: string): Map<string, number> {
   const numbers = new Map<string, number>()
