@@ -69,8 +69,8 @@ import type { DriverSettings, FanoutResult, RedisUse, ThroughputResult } from '.
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-/** A contender's server file, how many processes of it run, and whether they share a Redis. */
-interface ContenderSpec { file: string, processes: number, redis: boolean }
+/** A contender's server file (and its arguments), how many processes of it run, and whether they share a Redis. */
+interface ContenderSpec { file: string, args?: string[], processes: number, redis: boolean }
 const contenderSpecs: Record<string, ContenderSpec> = {
   floor: { file: 'floor.ts', processes: 1, redis: false },
   'fastify-floor': { file: 'fastify-floor.ts', processes: 1, redis: false },
@@ -87,7 +87,7 @@ const contenderSpecs: Record<string, ContenderSpec> = {
   'sse-floor': { file: 'sse-floor.ts', processes: 1, redis: false },
   'fastify-comet-sse': { file: 'comet.ts', processes: 1, redis: false },
   'fastify-comet-redis-sse': { file: 'comet.ts', processes: 1, redis: true },
-  'socket.io-ws': { file: 'socket-io-ws.ts', processes: 1, redis: false }
+  'socket.io-ws': { file: 'socket-io.ts', args: ['websocket'], processes: 1, redis: false }
 }
 const contenders = Object.keys(contenderSpecs)
 // --quick keeps the smoke test short: of the contenders on Redis, the one the Redis engine is for.
@@ -243,7 +243,7 @@ async function runScenario (settings: Settings, contender: string, scenario: str
   // BENCH_CPU_PROF=<dir> writes each server's CPU profile there (open it in Chrome's DevTools).
   const profile = process.env.BENCH_CPU_PROF === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
   const env = redis === undefined ? {} : { REDIS_URL: redis.url }
-  const servers = Array.from({ length: spec.processes }, () => spawnNode([...profile, '--expose-gc', '--import=tsx', `bench/servers/${spec.file}`], env))
+  const servers = Array.from({ length: spec.processes }, () => spawnNode([...profile, '--expose-gc', '--import=tsx', `bench/servers/${spec.file}`, ...spec.args ?? []], env))
   try {
     // Generous: on a loaded machine, compiling a server with tsx alone can take tens of seconds.
     const ready = await Promise.all(servers.map((server, i) => firstLine<{ port: number, controlPort: number }>(server, 90_000, `${contender} server ${i + 1}`)))

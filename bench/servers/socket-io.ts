@@ -1,5 +1,6 @@
-// socket.io restricted to its HTTP long-polling transport (Engine.IO v4 polling). A subscriber
-// joins a room named after its channel; a publish is a broadcast to that room. Heartbeats are set
+// socket.io on one transport: its HTTP long-polling (Engine.IO v4 polling) by default, or with the
+// argument `websocket` its WebSocket transport alone, what its users get once the upgrade is done.
+// A subscriber joins a room named after its channel; a publish is a broadcast to that room. Heartbeats are set
 // longer than any phase of a run, as the other contenders' poll timeouts are. With REDIS_URL (the
 // harness's own redis-server), on its Redis adapter (@socket.io/redis-adapter, ioredis clients):
 // a broadcast is published on Redis, and every process's adapter delivers it to its own sockets.
@@ -20,7 +21,7 @@ if (url !== undefined) {
 
 const server = createServer()
 const io = new Server(server, {
-  transports: ['polling'],
+  transports: [process.argv[2] === 'websocket' ? 'websocket' : 'polling'],
   allowUpgrades: false,
   serveClient: false,
   pingInterval: pollTimeoutSeconds * 1000,
