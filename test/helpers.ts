@@ -17,6 +17,17 @@ export interface Served {
   origin: string
 }
 
+/** Registers the plugin with these options on a server of its own, then closes it: for option checks. */
+export async function register (options: unknown): Promise<void> {
+  const app = Fastify()
+  try {
+    await app.register(comet, options as CometOptions)
+    await app.ready()
+  } finally {
+    await app.close()
+  }
+}
+
 /** A Fastify server with the plugin, listening on a free port, closed when the test ends. */
 export async function serve (t: Test, options: CometOptions = {}): Promise<Served> {
   const app = Fastify()

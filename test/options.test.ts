@@ -1,16 +1,7 @@
 import Fastify from 'fastify'
 import t from 'tap'
-import comet, { MemoryEngine, type CometOptions } from '../plugin.js'
-
-async function register (options: unknown): Promise<void> {
-  const app = Fastify()
-  try {
-    await app.register(comet, options as CometOptions)
-    await app.ready()
-  } finally {
-    await app.close()
-  }
-}
+import comet, { MemoryEngine } from '../plugin.js'
+import { register } from './helpers.js'
 
 const badOptions: Array<[string, Record<string, unknown>, RegExp]> = [
   ['prefix without a leading slash', { prefix: 'comet' }, /option "prefix" must be a path/],

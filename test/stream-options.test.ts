@@ -1,18 +1,7 @@
 // The streaming options (lib/http/stream-options.ts): each bad value throws FST_COMET_INVALID_OPTION at
 // registration, and the documented range is accepted.
-import Fastify from 'fastify'
 import t from 'tap'
-import comet, { type CometOptions } from '../plugin.js'
-
-async function register (options: unknown): Promise<void> {
-  const app = Fastify()
-  try {
-    await app.register(comet, options as CometOptions)
-    await app.ready()
-  } finally {
-    await app.close()
-  }
-}
+import { register } from './helpers.js'
 
 const badOptions: Array<[string, Record<string, unknown>, RegExp]> = [
   ['heartbeat of zero', { heartbeat: 0 }, /option "heartbeat" must be a positive number of seconds \(got 0\)/],
