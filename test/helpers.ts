@@ -1,4 +1,6 @@
 // Shared test helpers: a server on a real socket, and a small HTTP client for polls and publishes.
+import http2 from 'node:http2'
+import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import comet, { type CometOptions, type CometStats } from '../plugin.js'
@@ -26,6 +28,21 @@ export async function register (options: unknown): Promise<void> {
   } finally {
     await app.close()
   }
+}
+
+export type Http2App = FastifyInstance<http2.Http2Server, http2.Http2ServerRequest, http2.Http2ServerResponse>
+
+/** The plugin on Fastify({ http2: true }) (cleartext h2c), with one client session to it, both closed when the test ends. */
+export async function serveHttp2 (t: Test, forceCloseConnections?: boolean): Promise<{ app: Http2App, session: http2.ClientHttp2Session }> {
+  const app = Fastify({ http2: true, ...(forceCloseConnections === undefined ? {} : { forceCloseConnections }) })
+  await app.register(comet)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const session = http2.connect(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`)
+  t.teardown(async () => {
+    session.destroy()
+    await app.close()
+  })
+  return { app, session }
 }
 
 /** A Fastify server with the plugin, listening on a free port, closed when the test ends. */

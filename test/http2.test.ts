@@ -2,25 +2,8 @@
 // HTTP/2 stream, a reset stream forgets its poll, and close() is prompt with
 // forceCloseConnections: true, the setting docs/operations.md gives for HTTP/2.
 import http2 from 'node:http2'
-import type { AddressInfo } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
-import t, { type Test } from 'tap'
-import comet from '../plugin.js'
-import { eventually, sleep, subscribeQuery, type PollReply } from './helpers.js'
-
-type Http2App = FastifyInstance<http2.Http2Server, http2.Http2ServerRequest, http2.Http2ServerResponse>
-
-async function serveHttp2 (t: Test, forceCloseConnections?: boolean): Promise<{ app: Http2App, session: http2.ClientHttp2Session }> {
-  const app = Fastify({ http2: true, ...(forceCloseConnections === undefined ? {} : { forceCloseConnections }) })
-  await app.register(comet)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const session = http2.connect(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`)
-  t.teardown(async () => {
-    session.destroy()
-    await app.close()
-  })
-  return { app, session }
-}
+import t from 'tap'
+import { eventually, serveHttp2, sleep, subscribeQuery, type PollReply } from './helpers.js'
 
 /** A subscribe on one stream of the session; resolves to the status and the parsed reply. */
 function poll (session: http2.ClientHttp2Session, cursors: Record<string, string>): { stream: http2.ClientHttp2Stream, reply: Promise<{ status: number, body: PollReply }> } {

@@ -1,23 +1,12 @@
 // Redis failing under a running server: shut down mid-poll, back again, restarted from an older
 // snapshot, its subscription connection killed. Each time: 503s within a second, never a hang or
 // a crash, recovery with no action, and a gap wherever events may have been lost.
-import t, { type Test } from 'tap'
-import { RedisEngine } from '../lib/engines/redis/index.js'
-import type { CometOptions } from '../plugin.js'
-import { eventually, poll, publish, serve, type Served } from './helpers.js'
-import { startRedis, type RedisServer } from './redis-server.js'
+import t from 'tap'
+import { eventually, poll, publish } from './helpers.js'
+import { serveOnRedis, startRedis, type RedisServer } from './redis-server.js'
 
 /** Far above anything these tests wait for: a reply that comes is never a timeout's. */
 const longPoll = { tries: 1, sleep: 20 }
-
-async function serveOnRedis (t: Test, redis: RedisServer, options: CometOptions = {}): Promise<Served & { engine: RedisEngine }> {
-  const engine = new RedisEngine({ redis: redis.url })
-  t.teardown(() => engine.close())
-  const served = await serve(t, { engine, ...options })
-  // The first connection is made by the time the server is up.
-  await eventually(() => engine.health().connected)
-  return { ...served, engine }
-}
 
 t.test('Redis shut down mid-poll: 503 with Retry-After at once, waiting polls keep their cursors, and all recovers by itself', async t => {
   const redis = await startRedis(t)

@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { Redis } from 'ioredis'
+import { RedisEngine } from '../lib/engines/redis/index.js'
+import type { CometOptions } from '../plugin.js'
+import { eventually, serve, type Served } from './helpers.js'
 
 export interface RedisServer {
   readonly port: number
@@ -115,4 +118,13 @@ export async function startRedis (t: Test, { cluster = false } = {}): Promise<Re
     crash,
     freePort
   }
+}
+
+/** The plugin on a RedisEngine of its own on `redis`, once the engine's first connection is made. */
+export async function serveOnRedis (t: Test, redis: RedisServer, options: CometOptions = {}): Promise<Served & { engine: RedisEngine }> {
+  const engine = new RedisEngine({ redis: redis.url })
+  t.teardown(() => engine.close())
+  const served = await serve(t, { engine, ...options })
+  await eventually(() => engine.health().connected)
+  return { ...served, engine }
 }

@@ -1,24 +1,9 @@
 // Streams over HTTP/2 (cleartext h2c): many streams on one session, each woken by publishes, a
 // reset stream forgotten while the session goes on, and close() ending them all promptly.
 import http2 from 'node:http2'
-import type { AddressInfo } from 'node:net'
-import Fastify from 'fastify'
-import t, { type Test } from 'tap'
-import comet from '../plugin.js'
-import { eventually, subscribeQuery, within } from './helpers.js'
+import t from 'tap'
+import { eventually, serveHttp2, subscribeQuery, within } from './helpers.js'
 import { SseParser } from './sse-client.js'
-
-async function serveHttp2 (t: Test): Promise<{ app: ReturnType<typeof Fastify>, session: http2.ClientHttp2Session }> {
-  const app = Fastify({ http2: true, forceCloseConnections: true }) as unknown as ReturnType<typeof Fastify>
-  await app.register(comet)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const session = http2.connect(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`)
-  t.teardown(async () => {
-    session.destroy()
-    await app.close()
-  })
-  return { app, session }
-}
 
 function openStream (session: http2.ClientHttp2Session, cursors: Record<string, string>): { stream: http2.ClientHttp2Stream, parser: SseParser, headers: Promise<http2.IncomingHttpHeaders>, ended: Promise<void> } {
   const stream = session.request({ ':path': `/comet/subscribe?${subscribeQuery(cursors)}`, accept: 'text/event-stream' })
@@ -32,7 +17,7 @@ function openStream (session: http2.ClientHttp2Session, cursors: Record<string, 
 }
 
 t.test('ten streams share one HTTP/2 session, each gets its events, and a reset one is forgotten', async t => {
-  const { app, session } = await serveHttp2(t)
+  const { app, session } = await serveHttp2(t, true)
   const streams = Array.from({ length: 10 }, (_, i) => openStream(session, { [`room${i % 2}`]: '0' }))
   const headers = await Promise.all(streams.map(s => s.headers))
   t.ok(headers.every(h => Number(h[':status']) === 200 && h['content-type'] === 'text/event-stream; charset=utf-8' && h['x-accel-buffering'] === 'no'), 'each answers as a stream')
@@ -52,7 +37,7 @@ t.test('ten streams share one HTTP/2 session, each gets its events, and a reset 
 })
 
 t.test('close() ends every HTTP/2 stream at once', async t => {
-  const { app, session } = await serveHttp2(t)
+  const { app, session } = await serveHttp2(t, true)
   const streams = Array.from({ length: 20 }, () => openStream(session, { room: '0' }))
   await eventually(() => app.comet.stats().streams.open === 20)
   await within(app.close(), 3000, 'close() with 20 HTTP/2 streams')

@@ -2,19 +2,9 @@
 // gets 503 while Redis is down, and a stream open through an outage stays open and delivers what
 // comes after, with a gap where Redis lost events: never a silent loss.
 import t, { type Test } from 'tap'
-import { RedisEngine } from '../lib/engines/redis/index.js'
-import type { CometOptions } from '../plugin.js'
-import { eventually, publish, serve, type Served } from './helpers.js'
-import { startRedis, type RedisServer } from './redis-server.js'
+import { eventually, publish } from './helpers.js'
+import { serveOnRedis, startRedis, type RedisServer } from './redis-server.js'
 import { openStream, type OpenedStream } from './sse-client.js'
-
-async function serveOnRedis (t: Test, redis: RedisServer, options: CometOptions = {}): Promise<Served & { engine: RedisEngine }> {
-  const engine = new RedisEngine({ redis: redis.url })
-  t.teardown(() => engine.close())
-  const served = await serve(t, { engine, ...options })
-  await eventually(() => engine.health().connected)
-  return { ...served, engine }
-}
 
 async function streamOf (t: Test, origin: string, cursors: Record<string, string>, lastEventId?: string): Promise<OpenedStream> {
   const stream = await openStream(origin, cursors, lastEventId === undefined ? {} : { lastEventId })
