@@ -8,7 +8,7 @@ import { fromNow, fromOldest } from '../engines/engine.js'
 import { errors, withRetryAfter } from '../errors.js'
 import { CometMetrics, type AnswerReason, type CometStats } from '../metrics.js'
 import { defaultMaxReplyBytes } from '../options.js'
-import { countEvents, formatPollReply, isChannelName, isIdempotencyKey, type Subscription } from '../protocol/poll.js'
+import { assertChannelName, countEvents, formatPollReply, isIdempotencyKey, type Subscription } from '../protocol/poll.js'
 import { withinReplyBytes } from './reply-bound.js'
 
 export interface BusOptions {
@@ -102,7 +102,7 @@ export class CometBus {
 
   /** Stores an event and wakes the polls waiting on its channel; with a key, at most once within the engine's window. */
   async publish (channel: string, data: unknown, options?: PublishOptions): Promise<PublishResult> {
-    if (!isChannelName(channel)) throw new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(channel) ?? String(channel))
+    assertChannelName(channel)
     const idempotencyKey = options?.idempotencyKey
     if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
       throw new errors.FST_COMET_INVALID_IDEMPOTENCY_KEY(JSON.stringify(idempotencyKey) ?? String(idempotencyKey))
@@ -124,13 +124,13 @@ export class CometBus {
 
   /** The cursor that every event published on the channel from now on comes after. */
   async position (channel: string): Promise<string> {
-    if (!isChannelName(channel)) throw new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(channel) ?? String(channel))
+    assertChannelName(channel)
     return (await this.#engine.read(channel, fromNow, 1)).next
   }
 
   /** The channel's held events after a cursor, or from the oldest, with a poll's gap rule. */
   async history (channel: string, { after, limit = this.#options.batchSize }: HistoryOptions = {}): Promise<ChannelHistory> {
-    if (!isChannelName(channel)) throw new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(channel) ?? String(channel))
+    assertChannelName(channel)
     if (!Number.isSafeInteger(limit) || limit < 1) throw new errors.FST_COMET_INVALID_LIMIT(JSON.stringify(limit) ?? String(limit))
     // A cursor is a string; the engine says whether it is one of its own.
     if (after !== undefined && typeof after !== 'string') throw new errors.FST_COMET_INVALID_CURSOR(JSON.stringify(channel))

@@ -3,7 +3,7 @@
 // `<channel>@presence` channels of joins and leaves.
 import type { FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
-import { isChannelName } from '../protocol/poll.js'
+import { assertChannelName } from '../protocol/poll.js'
 import { identitiesOf, type CheckedIdentity } from './identity.js'
 import type { ResolvedPresenceOptions } from './options.js'
 import { presenceChannelOf, type PresenceSnapshotAt, type PresenceStore } from './store.js'
@@ -63,7 +63,7 @@ export class Presence {
   }
 
   async snapshot (channel: string): Promise<PresenceSnapshotAt> {
-    if (!isChannelName(channel)) throw new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(channel) ?? String(channel))
+    assertChannelName(channel)
     return this.#tracker.snapshot(channel)
   }
 

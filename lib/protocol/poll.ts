@@ -4,9 +4,15 @@
 // wire-format.ts, which imports nothing, so that the client is bundled without server code.
 import type { ChannelBacklog, ReadPosition } from '../engines/engine.js'
 import { fromNow, fromOldest } from '../engines/engine.js'
-import { cursorAllHeld, cursorFromNow } from './wire-format.js'
+import { errors } from '../errors.js'
+import { cursorAllHeld, cursorFromNow, isChannelName } from './wire-format.js'
 
 export { channelNameChars, channelNamePattern, cursorAllHeld, cursorFromNow, cursorPattern, isChannelName, subscribedKeyPattern } from './wire-format.js'
+
+/** Throws FST_COMET_INVALID_CHANNEL for a name server code passed that is no channel name (HTTP's are checked by the schemas). */
+export function assertChannelName (channel: unknown): asserts channel is string {
+  if (!isChannelName(channel)) throw new errors.FST_COMET_INVALID_CHANNEL(JSON.stringify(channel) ?? String(channel))
+}
 
 /**
  * 1 to 128 characters that are safe in a Redis key and an HTTP header: UUIDs, ULIDs, hex and
